@@ -1,0 +1,97 @@
+#!/usr/bin/env node
+/**
+ * The `pgshard` command: start (with a config file), demo (three embedded shards, no config), route
+ * (where a key lives), check-config.
+ */
+import { Command } from 'commander';
+import { PGSHARD_VERSION } from './version.js';
+import { ConfigError, loadConfig } from './config/load.js';
+import { createLogger } from './log.js';
+import { PgShardServer } from './server/server.js';
+import { initHash } from './routing/hash.js';
+import { routeKey } from './routing/route-cli.js';
+import { runUntilSignal } from './server/signals.js';
+
+const program = new Command();
+program.name('pgshard').description('A Postgres sharding proxy').version(PGSHARD_VERSION);
+
+function configPath(opt: string | undefined): string {
+  const p = opt ?? process.env.PGSHARD_CONFIG;
+  if (!p) {
+    console.error('pgshard: no configuration file: pass --config FILE or set PGSHARD_CONFIG (see config/pgshard.example.yaml)');
+    process.exit(2);
+  }
+  return p;
+}
+
+function load(file: string) {
+  try {
+    return loadConfig(file);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(e.message);
+      process.exit(2);
+    }
+    throw e;
+  }
+}
+
+program
+  .command('start')
+  .description('run pgshard with a configuration file')
+  .option('-c, --config <file>', 'configuration file (env PGSHARD_CONFIG)')
+  .option('--grace <ms>', 'how long SIGTERM waits for open transactions', '10000')
+  .action(async (opts: { config?: string; grace: string }) => {
+    const cfg = load(configPath(opts.config));
+    const log = createLogger(process.env.PGSHARD_LOG_LEVEL ?? cfg.log.level);
+    const server = new PgShardServer(cfg, log);
+    try {
+      await server.start();
+    } catch (e) {
+      log.fatal({ err: (e as Error).message }, 'could not start');
+      process.exit(1);
+    }
+    await runUntilSignal(server, Number(opts.grace));
+  });
+
+program
+  .command('check-config')
+  .description('validate a configuration file and exit (0 when valid)')
+  .argument('<file>')
+  .action((file: string) => {
+    const cfg = load(file);
+    console.log(`${file}: valid (${cfg.shards.length} shard(s), ${Object.keys(cfg.tables).length} table(s), listening on ${cfg.listen.host}:${cfg.listen.port})`);
+  });
+
+program
+  .command('route')
+  .description('print the shard that owns a key of a sharded table')
+  .option('-c, --config <file>', 'configuration file (env PGSHARD_CONFIG)')
+  .requiredOption('-t, --table <name>', 'sharded table')
+  .requiredOption('-k, --key <value>', 'shard key value')
+  .action(async (opts: { config?: string; table: string; key: string }) => {
+    const cfg = load(configPath(opts.config));
+    await initHash();
+    try {
+      const r = routeKey(cfg, opts.table, opts.key);
+      console.log(`${r.shard}\t(table ${r.table}, ${r.keyType} key ${r.canonical})`);
+    } catch (e) {
+      console.error(`pgshard route: ${(e as Error).message}`);
+      process.exit(1);
+    }
+  });
+
+program
+  .command('demo', { isDefault: false })
+  .description('start three embedded Postgres shards with a demo schema and run pgshard in front of them')
+  .option('--dir <path>', 'where the shards keep their data', '.pgshard/demo')
+  .option('--port <port>', 'port pgshard listens on', '6432')
+  .action(async (opts: { dir: string; port: string }) => {
+    const { runDemo } = await import('./demo.js');
+    await runDemo({ dir: opts.dir, port: Number(opts.port) });
+  });
+
+program.parseAsync(process.argv).catch((e) => {
+  console.error(`pgshard: ${(e as Error).message}`);
+  process.exit(1);
+});

@@ -1,0 +1,130 @@
+import { z } from 'zod';
+
+/**
+ * The configuration file's shape. Keys are snake_case because they are written by people in YAML;
+ * every default lives here so that the rest of the code reads one resolved object.
+ */
+
+const authMethod = z.enum(['trust', 'md5', 'scram-sha-256']);
+export type AuthMethod = z.infer<typeof authMethod>;
+
+const user = z
+  .object({
+    name: z.string().min(1),
+    /** Plain password, or an `md5…` hash, or a `SCRAM-SHA-256$…` verifier as stored by Postgres in pg_authid. */
+    password: z.string().optional(),
+    /** Overrides the top-level `auth.method` for this user. */
+    auth: authMethod.optional(),
+  })
+  .strict();
+
+const shard = z
+  .object({
+    id: z.string().regex(/^[A-Za-z0-9_-]+$/, 'shard ids are letters, digits, _ and -'),
+    host: z.string().min(1),
+    port: z.number().int().min(1).max(65535).default(5432),
+    database: z.string().min(1),
+    user: z.string().min(1),
+    password: z.string().optional(),
+    /** Relative share of the keyspace: the shard gets vnodes × weight points on the ring. */
+    weight: z.number().int().min(1).max(100).default(1),
+  })
+  .strict();
+
+const keyType = z.enum(['bigint', 'int', 'text', 'uuid']);
+export type KeyType = z.infer<typeof keyType>;
+
+const shardedTable = z
+  .object({
+    shard_key: z.string().min(1),
+    key_type: keyType.default('bigint'),
+    /** `refuse`: a statement on this table that would reach several shards is an error (a guardrail). */
+    cross_shard: z.enum(['allow', 'refuse']).default('allow'),
+  })
+  .strict();
+
+const referenceTable = z.object({ reference: z.literal(true) }).strict();
+
+const table = z.union([shardedTable, referenceTable]);
+
+const pool = z
+  .object({
+    /** transaction: a backend is held for one transaction (or one statement outside one); session: for the client's life. */
+    mode: z.enum(['transaction', 'session']).default('transaction'),
+    size: z.number().int().min(1).max(10000).default(20),
+    min_idle: z.number().int().min(0).default(0),
+    idle_timeout_ms: z.number().int().min(0).default(600_000),
+    connect_timeout_ms: z.number().int().min(1).default(5_000),
+    checkout_timeout_ms: z.number().int().min(1).default(5_000),
+  })
+  .strict();
+
+const limits = z
+  .object({
+    /** The largest frontend message accepted; checked on the length prefix before anything is allocated. */
+    max_message_bytes: z.number().int().min(1024).default(256 * 1024 * 1024),
+    max_client_connections: z.number().int().min(1).default(5000),
+    max_prepared_statements_per_client: z.number().int().min(1).default(10_000),
+    statement_cache_size: z.number().int().min(1).default(10_000),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    listen: z
+      .object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(6432) })
+      .strict()
+      .default({ host: '127.0.0.1', port: 6432 }),
+    /** The database name clients connect to. Defaults to the first shard's database. */
+    database: z.string().optional(),
+    auth: z.object({ method: authMethod.default('scram-sha-256') }).strict().default({ method: 'scram-sha-256' }),
+    users: z.array(user).min(1, 'at least one user is needed to let clients in'),
+    shards: z.array(shard).min(1, 'at least one shard is needed'),
+    ring: z.object({ vnodes: z.number().int().min(1).max(100_000).default(256) }).strict().default({ vnodes: 256 }),
+    tables: z.record(z.string(), table).default({}),
+    /** What a statement on a table not named under `tables` does: treat it as a reference table, or refuse it. */
+    unknown_tables: z.enum(['reference', 'refuse']).default('reference'),
+    /** Log the routing decision of every statement. */
+    dry_run: z.boolean().default(false),
+    pool: pool.default(pool.parse({})),
+    limits: limits.default(limits.parse({})),
+    tls: z.object({ cert: z.string(), key: z.string() }).strict().optional(),
+    log: z
+      .object({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+        slow_statement_ms: z.number().min(0).default(1000),
+      })
+      .strict()
+      .default({ level: 'info', slow_statement_ms: 1000 }),
+    admin: z
+      .object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535), token: z.string().optional() })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const ids = new Set<string>();
+    c.shards.forEach((s, i) => {
+      if (ids.has(s.id)) ctx.addIssue({ code: 'custom', path: ['shards', i, 'id'], message: `duplicate shard id "${s.id}"` });
+      ids.add(s.id);
+    });
+    const names = new Set<string>();
+    c.users.forEach((u, i) => {
+      if (names.has(u.name)) ctx.addIssue({ code: 'custom', path: ['users', i, 'name'], message: `duplicate user "${u.name}"` });
+      names.add(u.name);
+      const method = u.auth ?? c.auth.method;
+      if (method !== 'trust' && u.password === undefined)
+        ctx.addIssue({ code: 'custom', path: ['users', i, 'password'], message: `user "${u.name}" needs a password for ${method} authentication` });
+    });
+  });
+
+export type Config = z.infer<typeof configSchema>;
+export type ShardConfig = Config['shards'][number];
+export type UserConfig = Config['users'][number];
+export type ShardedTableConfig = z.infer<typeof shardedTable>;
+export type TableConfig = z.infer<typeof table>;
+export type PoolConfig = Config['pool'];
+
+export function isShardedTable(t: TableConfig): t is ShardedTableConfig {
+  return 'shard_key' in t;
+}

@@ -1,0 +1,140 @@
+/**
+ * The router: from a statement's analysis (and, for the extended protocol, its Bind values) to the shards
+ * that must run it. Pure: the ring and the table schema in, a target out; the session executes it.
+ */
+import type { Config, KeyType } from '../config/schema.js';
+import { isShardedTable } from '../config/schema.js';
+import type { RoutingHint, StatementInfo } from '../sql/types.js';
+import { PgError, SqlState } from '../protocol/errors.js';
+import type { HashRing } from './ring.js';
+import { shardsForKeys, type BindParams } from './keys.js';
+import { canonicalFromText, KeyValueError } from './canonical.js';
+
+export type Target =
+  /** Touches no sharded table: the session's home shard (or the shard its transaction is on). */
+  | { kind: 'home' }
+  | { kind: 'shard'; shard: string }
+  /** A read whose shards' rows, concatenated, are exactly the answer. */
+  | { kind: 'scatter'; shards: string[] }
+  | { kind: 'error'; error: PgError };
+
+export interface RouteContext {
+  /** `SET pgshard.shard = …` of the session, if any. */
+  sessionShard: string | null;
+}
+
+export class Router {
+  constructor(
+    private ring: HashRing,
+    private readonly tables: Config['tables'],
+  ) {}
+
+  get shardIds(): readonly string[] {
+    return this.ring.shardIds;
+  }
+
+  setRing(ring: HashRing): void {
+    this.ring = ring;
+  }
+
+  hasShard(id: string): boolean {
+    return this.ring.shardIds.includes(id);
+  }
+
+  private keyType(table: string | null): KeyType {
+    const t = table ? this.tables[table] : undefined;
+    return t && isShardedTable(t) ? t.key_type : 'bigint';
+  }
+
+  private crossShardRefused(table: string): boolean {
+    const t = this.tables[table];
+    return !!t && isShardedTable(t) && t.cross_shard === 'refuse';
+  }
+
+  /** Manual routing first (comment hint, then the session's pgshard.shard); null when neither applies. */
+  private manual(hint: RoutingHint | null, stmt: StatementInfo | null, ctx: RouteContext): Target | null {
+    const shard = hint?.shard ?? (hint?.key === undefined ? ctx.sessionShard : null);
+    if (shard) {
+      if (!this.hasShard(shard))
+        return { kind: 'error', error: new PgError('42704', `shard "${shard}" does not exist`, { hint: `Known shards: ${this.ring.shardIds.join(', ')}.` }) };
+      return { kind: 'shard', shard };
+    }
+    if (hint?.key !== undefined) {
+      const table = stmt && (stmt.route.type === 'keys' || stmt.route.type === 'all') ? stmt.route.table : null;
+      try {
+        return { kind: 'shard', shard: this.ring.shardFor(canonicalFromText(this.keyType(table), hint.key)) };
+      } catch (e) {
+        if (e instanceof KeyValueError) return { kind: 'error', error: new PgError(e.sqlstate, e.message) };
+        throw e;
+      }
+    }
+    return null;
+  }
+
+  /** One statement. `params` null means its Bind values are not known (simple protocol has none). */
+  route(stmt: StatementInfo, hint: RoutingHint | null, params: BindParams | null, ctx: RouteContext): Target {
+    const m = this.manual(hint, stmt, ctx);
+    if (m) return m;
+    const r = stmt.route;
+    switch (r.type) {
+      case 'none':
+        return { kind: 'home' };
+      case 'refuse':
+        return { kind: 'error', error: new PgError(r.sqlstate, r.message, r.hint ? { hint: r.hint } : {}) };
+      case 'reference':
+        if (!r.write || this.ring.shardIds.length === 1) return { kind: 'home' };
+        return refuseMultiShardWrite(`writing to reference table ${r.tables.map((t) => `"${t}"`).join(', ')}`);
+      case 'all':
+        return this.spread(stmt, r.table, this.ring.shardIds);
+      case 'keys': {
+        let set: Set<string> | 'all';
+        try {
+          set = shardsForKeys(this.ring, this.keyType(r.table), r.keys, params);
+        } catch (e) {
+          if (e instanceof KeyValueError) return { kind: 'error', error: new PgError(e.sqlstate, e.message) };
+          throw e;
+        }
+        if (set === 'all') return this.spread(stmt, r.table, this.ring.shardIds);
+        if (set.size === 0) return { kind: 'home' }; // only NULL keys: no row can match, any shard answers that
+        if (set.size === 1) return { kind: 'shard', shard: set.values().next().value as string };
+        return this.spread(stmt, r.table, [...set].sort());
+      }
+    }
+  }
+
+  private spread(stmt: StatementInfo, table: string, shards: readonly string[]): Target {
+    if (shards.length === 1) return { kind: 'shard', shard: shards[0]! };
+    if (this.crossShardRefused(table))
+      return {
+        kind: 'error',
+        error: new PgError(SqlState.FeatureNotSupported, `statement on table "${table}" would reach ${shards.length} shards, and the table is configured with cross_shard: refuse`, {
+          hint: `Add a condition on the shard key of "${table}", or remove cross_shard: refuse from its configuration.`,
+        }),
+      };
+    if (stmt.copy) {
+      if (stmt.copy.direction === 'to') return { kind: 'scatter', shards: [...shards] };
+      return refuseMultiShardWrite('COPY FROM into a sharded table');
+    }
+    if (!stmt.readOnly) return refuseMultiShardWrite(`${stmt.tag} on sharded table "${table}" without a single shard key value`);
+    if (stmt.explain)
+      return { kind: 'error', error: new PgError(SqlState.FeatureNotSupported, 'EXPLAIN of a statement that reaches several shards is not supported yet', { hint: 'EXPLAIN it with a shard key condition, or with /* pgshard: shard=ID */.' }) };
+    if (stmt.notConcatenable !== null)
+      return {
+        kind: 'error',
+        error: new PgError(SqlState.FeatureNotSupported, `cross-shard SELECT with ${stmt.notConcatenable} is not supported yet`, {
+          detail: `The statement reaches ${shards.length} shards; pgshard can only concatenate their rows so far.`,
+          hint: 'Add a condition on the shard key so the statement reaches one shard, or route it with /* pgshard: shard=ID */.',
+        }),
+      };
+    return { kind: 'scatter', shards: [...shards] };
+  }
+}
+
+export function refuseMultiShardWrite(what: string): Target {
+  return {
+    kind: 'error',
+    error: new PgError(SqlState.FeatureNotSupported, `${what} would write to several shards, which needs distributed transactions (not supported yet)`, {
+      hint: 'Write through the shard key so each statement reaches one shard, or run it on each shard directly.',
+    }),
+  };
+}

@@ -1,0 +1,133 @@
+/**
+ * The listener: accepts client connections, runs their startup phase, and keeps the registry that
+ * CancelRequests and graceful shutdown need.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { readFileSync } from 'node:fs';
+import { randomInt } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { clientDatabase } from '../config/load.js';
+import { ShardPool } from '../pool/pool.js';
+import { loadCredentials } from '../auth/credentials.js';
+import { runStartup, startupVars } from './startup.js';
+import { ClientSession, type SessionServices } from './session.js';
+import { PgError, SqlState, toPgError } from '../protocol/errors.js';
+import { initParser, StatementAnalyzer } from '../sql/zz-tmp-analyze.js';
+import { initHash } from '../routing/hash.js';
+import { HashRing } from '../routing/ring.js';
+import { Router } from '../routing/router.js';
+
+export class PgShardServer {
+  private server: net.Server | null = null;
+  readonly pools = new Map<string, ShardPool>();
+  readonly sessions = new Map<number, ClientSession>();
+  private nextClientId = 1;
+  private services!: SessionServices;
+  analyzer!: StatementAnalyzer;
+  router!: Router;
+  private tlsContext: tls.SecureContext | null = null;
+  private stopping = false;
+
+  constructor(readonly config: Config, readonly log: Logger) {}
+
+  /** Loads the parser and hash WASM modules, builds pools and the ring, and listens. Resolves with the port. */
+  async start(): Promise<number> {
+    await Promise.all([initParser(), initHash()]);
+    const cfg = this.config;
+    for (const s of cfg.shards) this.pools.set(s.id, new ShardPool(s, cfg.pool, this.log));
+    const ring = HashRing.build(cfg.shards.map((s) => ({ id: s.id, weight: s.weight })), cfg.ring.vnodes);
+    this.router = new Router(ring, cfg.tables);
+    this.analyzer = new StatementAnalyzer(cfg.tables, cfg.unknown_tables, cfg.limits.statement_cache_size);
+    const analyzer = this.analyzer;
+    this.services = {
+      pools: this.pools,
+      router: this.router,
+      analyze: (sql) => analyzer.analyze(sql),
+      poolMode: cfg.pool.mode,
+      maxMessageBytes: cfg.limits.max_message_bytes,
+      maxPreparedStatements: cfg.limits.max_prepared_statements_per_client,
+      dryRun: cfg.dry_run,
+    };
+    if (cfg.tls) this.tlsContext = tls.createSecureContext({ cert: readFileSync(cfg.tls.cert), key: readFileSync(cfg.tls.key) });
+    const users = loadCredentials(cfg.users);
+    const database = clientDatabase(cfg);
+    const methodFor = (u: string) => cfg.users.find((x) => x.name === u)?.auth ?? cfg.auth.method;
+
+    this.server = net.createServer({ noDelay: true }, (socket) => {
+      socket.on('error', () => socket.destroy());
+      if (this.stopping) {
+        socket.end(new PgError(SqlState.AdminShutdown, 'the database system is shutting down', { severity: 'FATAL' }).toMessage());
+        return;
+      }
+      if (this.sessions.size >= cfg.limits.max_client_connections) {
+        socket.end(new PgError(SqlState.TooManyConnections, 'sorry, too many clients already', { severity: 'FATAL', hint: 'Raise limits.max_client_connections.' }).toMessage());
+        return;
+      }
+      runStartup(socket, { tls: this.tlsContext, users, methodFor, database, consoleDatabase: null, timeoutMs: 60_000 })
+        .then((r) => {
+          if (r.kind === 'cancel') return this.cancel(r.pid, r.secret);
+          if (r.kind !== 'session') return;
+          this.openSession(r.socket, r.user, r.database, r.params, r.leftover);
+        })
+        .catch((e) => {
+          this.log.error({ err: e }, 'startup failed');
+          socket.destroy();
+        });
+    });
+    this.server.on('error', (e) => this.log.error({ err: e }, 'listener error'));
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once('error', reject);
+      this.server!.listen(cfg.listen.port, cfg.listen.host, () => resolve());
+    });
+    const addr = this.server.address() as net.AddressInfo;
+    this.log.info({ host: cfg.listen.host, port: addr.port, shards: cfg.shards.map((s) => s.id) }, 'pgshard listening');
+    return addr.port;
+  }
+
+  private openSession(socket: net.Socket, user: string, database: string, params: Map<string, string>, leftover: Buffer): void {
+    const id = this.nextClientId++;
+    let pid: number;
+    do pid = randomInt(1, 0x7fffffff);
+    while (this.sessions.has(pid));
+    const key = { pid, secret: randomInt(0, 0x7fffffff) };
+    const info = { id, user, database, applicationName: params.get('application_name') ?? '', remote: `${socket.remoteAddress}:${socket.remotePort}` };
+    const log = this.log.child({ client: id });
+    const session = new ClientSession(socket, info, key, this.services, log, startupVars(params));
+    this.sessions.set(pid, session);
+    session.onClosed = () => {
+      this.sessions.delete(pid);
+      log.debug('client disconnected');
+    };
+    socket.on('close', () => this.sessions.delete(pid));
+    session
+      .login()
+      .then(() => {
+        log.debug({ user, database, application_name: info.applicationName }, 'client connected');
+        session.start(leftover);
+      })
+      .catch((e) => {
+        const err = toPgError(e);
+        log.warn({ err: err.message }, 'login failed');
+        session.close(new PgError(err.code, err.message, { severity: 'FATAL', ...(err.hint ? { hint: err.hint } : {}) }));
+      });
+  }
+
+  private cancel(pid: number, secret: number): void {
+    const s = this.sessions.get(pid);
+    if (s && s.key.secret === secret) s.cancel();
+  }
+
+  /** Stops accepting, lets sessions finish their transactions for up to graceMs, then closes everything. */
+  async stop(graceMs = 10_000): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    const deadline = Date.now() + graceMs;
+    while (Date.now() < deadline && [...this.sessions.values()].some((s) => !s.isIdle)) await new Promise((r) => setTimeout(r, 50));
+    const bye = new PgError(SqlState.AdminShutdown, 'terminating connection due to administrator command', { severity: 'FATAL' });
+    for (const s of this.sessions.values()) s.close(bye);
+    await Promise.all([...this.pools.values()].map((p) => p.close()));
+  }
+}

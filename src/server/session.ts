@@ -1,0 +1,1244 @@
+/**
+ * One client session after authentication: reads frontend messages, asks analysis and the router where
+ * each request goes, leases a backend connection from that shard's pool (for one transaction in
+ * transaction pooling), and forwards the backend's answers as the bytes they arrived in.
+ *
+ * Answers must reach the client in the order of its requests even though some are produced by pgshard
+ * itself (an error it raises, a ParseComplete for a statement already prepared on the backend). So every
+ * message sent to a backend leaves an expectation in a FIFO, and pgshard's own answers take their place in
+ * the same FIFO; each backend message is matched against the head.
+ */
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { Framer, FrameTooLarge, type FrameSink } from '../protocol/framer.js';
+import { Backend, Frontend, type TxStatus } from '../protocol/codes.js';
+import * as M from '../protocol/messages.js';
+import { PgError, SqlState, toPgError } from '../protocol/errors.js';
+import type { BackendConnection, BackendListener } from '../pool/backend.js';
+import { sendCancel } from '../pool/backend.js';
+import type { ShardPool } from '../pool/pool.js';
+import type { Analysis, SessionEffect, StatementInfo } from '../sql/types.js';
+import type { BindParams } from '../routing/keys.js';
+import type { Router, Target } from '../routing/router.js';
+import { buildParse, replaceName, statementKey, type ClientStatement } from './statements.js';
+
+export interface SessionServices {
+  pools: Map<string, ShardPool>;
+  router: Router;
+  analyze(sql: string): Analysis;
+  poolMode: 'transaction' | 'session';
+  maxMessageBytes: number;
+  maxPreparedStatements: number;
+  dryRun: boolean;
+}
+
+export interface ClientInfo {
+  id: number;
+  user: string;
+  database: string;
+  applicationName: string;
+  remote: string;
+}
+
+/** What a message sent to the backend will be answered with, and what to do with the answer. */
+type ExpectKind = 'query' | 'parse' | 'bind' | 'describe' | 'execute' | 'close' | 'sync';
+interface Expectation {
+  kind: ExpectKind | 'synthetic';
+  /** Internal work (session-state sync, a deferred BEGIN, an injected Parse): answers are not forwarded. */
+  swallow: boolean;
+  /** pgshard's own answer, written when this expectation reaches the head. */
+  synthetic?: () => Buffer;
+  /** The backend's ErrorResponse is replaced by this one (a refusal delivered through the backend). */
+  replaceError?: Buffer;
+  /** Session effects to apply as statements complete (simple Query: one per statement; Execute: one). */
+  effects?: (SessionEffect | undefined)[];
+  effectIndex?: number;
+  /** For an injected or forwarded named Parse: forget the statement on the backend if it fails. */
+  parsedKey?: string;
+}
+
+interface FrontendMessage {
+  type: number;
+  buf: Buffer;
+  start: number;
+  end: number;
+}
+
+/** A statement after it was bound: where its Executes go. */
+interface PortalInfo {
+  statement: ClientStatement;
+  params: BindParams | null;
+}
+
+const FAILING_PARSE_NAME = 'pgshard_refused';
+// A Parse that fails on any server: used to put the backend's transaction into the failed state exactly
+// where pgshard refuses a statement, so what follows (up to Sync, or the transaction's end) is skipped
+// there as Postgres would skip it. Its error is replaced by pgshard's own.
+const FAILING_PARSE = buildParse(FAILING_PARSE_NAME, { key: '', text: 'pgshard refused statement (', paramTypes: Buffer.from([0, 0]), analysis: { statements: [], hint: null, parseError: null } });
+const FAILING_QUERY = (() => {
+  const text = 'pgshard refused statement (';
+  const b = Buffer.alloc(1 + 4 + Buffer.byteLength(text) + 1);
+  b[0] = Frontend.Query;
+  b.writeInt32BE(b.length - 1, 1);
+  b.write(text, 5);
+  return b;
+})();
+
+function queryMessage(text: string): Buffer {
+  const len = 4 + Buffer.byteLength(text) + 1;
+  const b = Buffer.allocUnsafe(1 + len);
+  b[0] = Frontend.Query;
+  b.writeInt32BE(len, 1);
+  b.write(text, 5);
+  b[len] = 0;
+  return b;
+}
+
+export class ClientSession implements BackendListener {
+  readonly framer: Framer;
+  private queue: FrontendMessage[] = [];
+  private busy = false; // an async step (checkout) is under way; the queue waits
+  private closed = false;
+  private paused = false;
+
+  // The leased backend and what is outstanding on it.
+  private backend: BackendConnection | null = null;
+  private backendPool: ShardPool | null = null;
+  private expect: Expectation[] = [];
+  private expectHead = 0;
+  private syncPoints = 0; // Query and Sync messages sent and not yet answered with ReadyForQuery
+  private extendedOpen = false; // extended messages sent without a Sync yet (after a Flush)
+  private copyIn = false;
+  private idleWaiters: (() => void)[] = [];
+
+  // Extended-protocol messages gathered until Sync or Flush.
+  private batch: FrontendMessage[] = [];
+  private batchBytes = 0;
+
+  // Session state replayed on every backend: GUC name → SET statement.
+  readonly vars = new Map<string, string>();
+  private pendingEffects: SessionEffect[] = [];
+  private errorInUnit = false;
+  private statements = new Map<string, ClientStatement>();
+  private unnamed: ClientStatement | null = null;
+  private portals = new Map<string, PortalInfo>();
+  private sessionShard: string | null = null;
+  readonly homeShard: string;
+
+  // Transaction state while no backend holds it: a BEGIN not yet sent, or a transaction pgshard failed.
+  private localTx: 'none' | 'begin-pending' | 'failed' = 'none';
+  private pendingBegin: string | null = null;
+  private txShard: string | null = null;
+
+  // Output coalescing: contiguous forwarded backend bytes are written with one call.
+  private runBuf: Buffer | null = null;
+  private runStart = 0;
+  private runEnd = 0;
+  private scatter: { cancel(): void } | null = null;
+
+  constructor(
+    readonly socket: Socket,
+    readonly info: ClientInfo,
+    readonly key: { pid: number; secret: number },
+    private readonly svc: SessionServices,
+    private readonly log: Logger,
+    startupVars: Map<string, string>,
+  ) {
+    this.framer = new Framer(svc.maxMessageBytes);
+    for (const [k, v] of startupVars) this.vars.set(k, v);
+    const ids = svc.router.shardIds;
+    this.homeShard = ids[info.id % ids.length]!;
+  }
+
+  /**
+   * Finishes the login as Postgres does, with the ParameterStatus values a backend reports once the
+   * client's startup settings are applied there, then BackendKeyData and ReadyForQuery.
+   */
+  async login(): Promise<void> {
+    const ready = this.useShard(this.homeShard);
+    if (ready !== true && ready !== false) await ready;
+    const be = this.backend!;
+    this.sendPreamble();
+    this.push({
+      kind: 'synthetic',
+      swallow: false,
+      synthetic: () => {
+        const parts: Buffer[] = [];
+        for (const [k, v] of be.params) parts.push(M.parameterStatus(k, v));
+        parts.push(M.backendKeyData(this.key.pid, this.key.secret), M.readyForQuery('I'));
+        return Buffer.concat(parts);
+      },
+    });
+    this.advance();
+    if (this.syncPoints === 0 && this.svc.poolMode === 'transaction') this.releaseBackend();
+  }
+
+  /** Called once authentication is done and the socket's data is ours. */
+  start(leftover: Buffer | null): void {
+    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.socket.on('close', () => this.onClientClose());
+    this.socket.on('error', () => this.onClientClose());
+    this.socket.on('drain', () => this.resumeBackend());
+    if (leftover && leftover.length) this.onData(leftover);
+  }
+
+  private onData(chunk: Buffer): void {
+    try {
+      this.framer.feed(chunk, this.clientSink);
+    } catch (e) {
+      if (e instanceof FrameTooLarge) {
+        this.fatal(
+          new PgError(SqlState.ProtocolViolation, `invalid message length ${e.length} for message type '${String.fromCharCode(e.type)}'`, {
+            detail: `pgshard accepts messages up to ${this.svc.maxMessageBytes} bytes (limits.max_message_bytes).`,
+            severity: 'FATAL',
+          }),
+        );
+      } else this.fatal(toPgError(e));
+    }
+  }
+
+  private readonly clientSink: FrameSink = {
+    message: (type, buf, start, end) => this.onClientMessage(type, buf, start, end),
+  };
+
+  private onClientMessage(type: number, buf: Buffer, start: number, end: number): void {
+    if (this.skipUntilSync) {
+      // After an error pgshard raised without a Sync, Postgres discards messages up to the Sync.
+      if (type !== Frontend.Sync) return;
+      this.skipUntilSync = false;
+      if (!this.backend) {
+        this.writeClient([M.readyForQuery(this.currentStatus())]);
+        return;
+      }
+    }
+    this.queue.push({ type, buf, start, end });
+    if (!this.busy) this.pump();
+    if (this.queue.length > 2000 && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  private pump(): void {
+    while (!this.busy && !this.closed && this.queue.length > 0) {
+      const m = this.queue[0]!;
+      let r: boolean | Promise<void>;
+      try {
+        r = this.step(m);
+      } catch (e) {
+        this.queue.shift();
+        this.internalError(e);
+        continue;
+      }
+      if (r === false) return; // waiting for the backend to finish; idle() resumes the pump
+      this.queue.shift();
+      if (r !== true) {
+        this.busy = true;
+        r.then(
+          () => {
+            this.busy = false;
+            this.pump();
+          },
+          (e) => {
+            this.busy = false;
+            this.internalError(e);
+            this.pump();
+          },
+        );
+        return;
+      }
+    }
+    if (this.paused && this.queue.length < 200) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+
+  private internalError(e: unknown): void {
+    const err = toPgError(e);
+    if (err.code === SqlState.InternalError) this.log.error({ err: e }, 'internal error in session');
+    this.replyError(err, true);
+  }
+
+  /**
+   * Handles the head of the queue. true: done; false: must wait until the backend is idle; a promise:
+   * an asynchronous step is under way.
+   */
+  private step(m: FrontendMessage): boolean | Promise<void> {
+    switch (m.type) {
+      case Frontend.Query:
+        if (this.batch.length) return this.flushBatchFirst();
+        return this.onQuery(m);
+      case Frontend.Parse:
+      case Frontend.Bind:
+      case Frontend.Describe:
+      case Frontend.Execute:
+      case Frontend.Close:
+        this.batch.push(m);
+        this.batchBytes += m.end - m.start;
+        // Bound what is held: a client that never sends Sync still gets its messages run.
+        if (this.batch.length >= 1000 || this.batchBytes > 8 << 20) return this.dispatchBatch(false);
+        return true;
+      case Frontend.Sync:
+        this.batch.push(m);
+        return this.dispatchBatch(true);
+      case Frontend.Flush:
+        if (this.batch.length === 0) {
+          if (this.backend) this.backend.write(m.buf.subarray(m.start, m.end));
+          return true;
+        }
+        this.batch.push(m);
+        return this.dispatchBatch(false);
+      case Frontend.CopyData:
+      case Frontend.CopyDone:
+      case Frontend.CopyFail:
+        // COPY FROM STDIN data goes to the backend running the COPY; outside COPY, Postgres ignores it.
+        if (this.backend && this.copyIn) this.backend.write(m.buf.subarray(m.start, m.end));
+        if (m.type !== Frontend.CopyData) this.copyIn = false;
+        return true;
+      case Frontend.Terminate:
+        this.terminate();
+        return true;
+      case Frontend.FunctionCall:
+        return this.onFunctionCall(m);
+      case Frontend.Password:
+        this.fatal(new PgError(SqlState.ProtocolViolation, 'unexpected password message after authentication', { severity: 'FATAL' }));
+        return true;
+      default:
+        this.fatal(new PgError(SqlState.ProtocolViolation, `invalid frontend message type ${m.type}`, { severity: 'FATAL' }));
+        return true;
+    }
+  }
+
+  private flushBatchFirst(): boolean | Promise<void> {
+    // A Query while extended messages wait for Sync: run them first, as Postgres would in order.
+    return this.dispatchBatch(false);
+  }
+
+  // ---------------------------------------------------------------- simple Query
+
+  private onQuery(m: FrontendMessage): boolean | Promise<void> {
+    const text = m.buf.toString('utf8', m.start + 5, m.end - 1);
+    const analysis = this.svc.analyze(text);
+    const stmts = analysis.statements;
+
+    // Statements pgshard answers itself.
+    if (stmts.length === 1 && analysis.parseError === null) {
+      const st = stmts[0]!;
+      const local = this.localAnswer(st);
+      if (local) {
+        if (this.backend && !this.idleBackend()) return false;
+        local();
+        return true;
+      }
+    }
+    if (this.localTx === 'failed') {
+      if (this.backend && !this.idleBackend()) return false;
+      this.replyLocal(
+        [new PgError(SqlState.InFailedSqlTransaction, 'current transaction is aborted, commands ignored until end of transaction block').toMessage()],
+        'E',
+      );
+      return true;
+    }
+
+    const target = this.routeStatements(analysis, null);
+    if (this.svc.dryRun) this.log.info({ route: describeTarget(target), sql: text.slice(0, 200) }, 'route');
+    if (target.kind === 'error') return this.refuse(target.error);
+    if (target.kind === 'scatter') return this.runScatter(m, target.shards, stmts[0]!);
+    const shard = target.kind === 'shard' ? target.shard : this.defaultShard();
+    const ready = this.useShard(shard);
+    if (ready === false) return false;
+    const send = () => {
+      this.sendPreamble();
+      const effects = stmts.map((s) => s.session);
+      this.push({ kind: 'query', swallow: false, effects, effectIndex: 0 });
+      this.syncPoints++;
+      this.backend!.write(m.buf.subarray(m.start, m.end));
+      if (stmts.some((s) => s.copy?.direction === 'from')) this.copyIn = true;
+    };
+    if (ready === true) {
+      send();
+      return true;
+    }
+    return ready.then(send);
+  }
+
+  /** A statement answered by pgshard alone (a thunk that writes the answer), or null. */
+  private localAnswer(st: StatementInfo): (() => void) | null {
+    const eff = st.session;
+    if (eff?.type === 'pgshard-set') {
+      return () => {
+        if (eff.name === 'shard') {
+          if (eff.value !== null && !this.svc.router.hasShard(eff.value)) {
+            this.replyError(new PgError('42704', `shard "${eff.value}" does not exist`, { hint: `Known shards: ${this.svc.router.shardIds.join(', ')}.` }), false);
+            return;
+          }
+          this.sessionShard = eff.value;
+          this.replyLocal([M.commandComplete(eff.value === null ? 'RESET' : 'SET')], this.currentStatus());
+        } else {
+          this.replyError(new PgError('42704', `unrecognized configuration parameter "pgshard.${eff.name}"`, { hint: 'pgshard knows pgshard.shard.' }), false);
+        }
+      };
+    }
+    if (eff?.type === 'deallocate' && !this.backend && this.localTx !== 'failed') {
+      return () => {
+        if (eff.name === null) this.statements.clear();
+        else if (!this.statements.delete(eff.name)) {
+          this.replyError(new PgError(SqlState.InvalidSqlStatementName, `prepared statement "${eff.name}" does not exist`), false);
+          return;
+        }
+        this.replyLocal([M.commandComplete(eff.name === null ? 'DEALLOCATE ALL' : 'DEALLOCATE')], this.currentStatus());
+      };
+    }
+    const tx = st.tx;
+    if (!tx) return null;
+    if (tx.type === 'begin' && !this.backend && this.localTx === 'none') {
+      // Held until the first statement that routes: that statement decides the transaction's shard.
+      return () => {
+        this.localTx = 'begin-pending';
+        this.pendingBegin = st.location === 0 && st.length === 0 ? 'BEGIN' : null;
+        this.replyLocal([M.commandComplete('BEGIN')], 'T');
+      };
+    }
+    if ((tx.type === 'commit' || tx.type === 'rollback') && !this.backend && this.localTx !== 'none') {
+      return () => {
+        const tag = this.localTx === 'failed' || tx.type === 'rollback' ? 'ROLLBACK' : 'COMMIT';
+        this.localTx = 'none';
+        this.pendingBegin = null;
+        this.txShard = null;
+        this.pendingEffects = [];
+        this.replyLocal([M.commandComplete(tag)], 'I');
+      };
+    }
+    return null;
+  }
+
+  private currentStatus(): TxStatus {
+    if (this.backend) return this.backend.txStatus;
+    return this.localTx === 'none' ? 'I' : this.localTx === 'failed' ? 'E' : 'T';
+  }
+
+  /** The union of the statements' targets; a refusal of any one refuses the whole message. */
+  private routeStatements(analysis: Analysis, params: BindParams | null): Target {
+    if (analysis.parseError !== null || analysis.statements.length === 0) return { kind: 'home' };
+    let result: Target | null = null;
+    for (const st of analysis.statements) {
+      const t = this.svc.router.route(st, analysis.hint, params, { sessionShard: this.sessionShard });
+      if (t.kind === 'error') return t;
+      if (result === null || result.kind === 'home') result = t;
+      else if (t.kind === 'home') continue;
+      else if (t.kind === 'shard' && result.kind === 'shard' && t.shard === result.shard) continue;
+      else if (analysis.statements.length > 1)
+        return {
+          kind: 'error',
+          error: new PgError(SqlState.FeatureNotSupported, 'the statements of this query string reach different shards, which needs distributed transactions (not supported yet)', {
+            hint: 'Send the statements one at a time, or keep them on one shard key value.',
+          }),
+        };
+    }
+    return this.inTransactionShard(result ?? { kind: 'home' });
+  }
+
+  /** Inside a transaction every statement must go where the transaction is. */
+  private inTransactionShard(t: Target): Target {
+    const pinned = this.txShard;
+    if (!pinned) return t;
+    if (t.kind === 'home') return { kind: 'shard', shard: pinned };
+    if (t.kind === 'shard' && t.shard === pinned) return t;
+    if (t.kind === 'error') return t;
+    return {
+      kind: 'error',
+      error: new PgError(
+        SqlState.FeatureNotSupported,
+        `this transaction is on shard "${pinned}" and the statement reaches ${t.kind === 'shard' ? `shard "${t.shard}"` : 'several shards'}; transactions across shards are not supported yet`,
+        { hint: 'Keep each transaction on one shard key value, or run the statement outside the transaction.' },
+      ),
+    };
+  }
+
+  private defaultShard(): string {
+    return this.backendPool?.shard.id ?? this.txShard ?? this.homeShard;
+  }
+
+  // ---------------------------------------------------------------- extended protocol
+
+  private dispatchBatch(endsWithSync: boolean): boolean | Promise<void> {
+    const msgs = this.batch;
+    // Decide the target from the statements the batch executes.
+    let target: Target = { kind: 'home' };
+    let problem: { index: number; error: PgError } | null = null;
+    const stmtByPortal = new Map<string, PortalInfo>();
+    for (let i = 0; i < msgs.length && !problem; i++) {
+      const m = msgs[i]!;
+      try {
+        if (m.type === Frontend.Parse) {
+          const st = this.readParse(m);
+          if (st.name !== '' && this.statements.has(st.name) && !msgs.slice(0, i).some((x) => x.type === Frontend.Close))
+            problem = { index: i, error: new PgError(SqlState.DuplicatePreparedStatement, `prepared statement "${st.name}" already exists`) };
+        } else if (m.type === Frontend.Bind) {
+          const b = this.readBind(m, msgs, i);
+          if (b.error) problem = { index: i, error: b.error };
+          else stmtByPortal.set(b.portal, b.info!);
+        } else if (m.type === Frontend.Execute) {
+          const portal = readPortalName(m);
+          const p = stmtByPortal.get(portal) ?? this.portals.get(portal);
+          if (!p) continue; // unknown portal: the backend answers with its own error
+          const a = p.statement.analysis;
+          let t: Target;
+          if (a.parseError !== null || a.statements.length !== 1) t = { kind: 'home' };
+          else t = this.svc.router.route(a.statements[0]!, a.hint, p.params, { sessionShard: this.sessionShard });
+          if (this.svc.dryRun) this.log.info({ route: describeTarget(t), sql: p.statement.text.slice(0, 200) }, 'route');
+          if (t.kind === 'error') problem = { index: i, error: t.error };
+          else if (t.kind === 'scatter') {
+            problem = {
+              index: i,
+              error: new PgError(SqlState.FeatureNotSupported, 'a statement reaching several shards is not supported in the extended query protocol yet', {
+                hint: 'Add a condition on the shard key, or use the simple query protocol for cross-shard reads.',
+              }),
+            };
+          } else target = mergeTargets(target, t);
+          if (target.kind === 'error') problem = { index: i, error: target.error };
+        }
+      } catch (e) {
+        problem = { index: i, error: toPgError(e) };
+      }
+    }
+    if (!problem) {
+      const t = this.inTransactionShard(target);
+      if (t.kind === 'error') {
+        const firstExec = msgs.findIndex((x) => x.type === Frontend.Execute);
+        problem = { index: firstExec >= 0 ? firstExec : 0, error: t.error };
+      } else target = t;
+    }
+    if (this.localTx === 'failed' && !problem) {
+      problem = { index: 0, error: new PgError(SqlState.InFailedSqlTransaction, 'current transaction is aborted, commands ignored until end of transaction block') };
+    }
+    const shard = target.kind === 'shard' ? target.shard : this.defaultShard();
+    if (problem && !this.backend) {
+      // Nothing of the batch runs anywhere yet: answer the messages before the problem ourselves only if
+      // they are harmless; the simplest exact answer is to run that prefix on the home shard.
+      if (problem.index === 0 || msgs.slice(0, problem.index).every((x) => x.type !== Frontend.Execute)) {
+        return this.answerBatchLocally(msgs, problem, endsWithSync);
+      }
+    }
+    const ready = this.useShard(shard);
+    if (ready === false) return false;
+    this.batch = [];
+    this.batchBytes = 0;
+    const send = () => this.sendBatch(msgs, problem, endsWithSync);
+    if (ready === true) {
+      send();
+      return true;
+    }
+    return ready.then(send);
+  }
+
+  /** A batch that fails before anything reached a backend: answers in order, skip to Sync. */
+  private answerBatchLocally(msgs: FrontendMessage[], problem: { index: number; error: PgError }, endsWithSync: boolean): boolean {
+    this.batch = [];
+    this.batchBytes = 0;
+    const out: Buffer[] = [];
+    for (let i = 0; i < problem.index; i++) {
+      const m = msgs[i]!;
+      if (m.type === Frontend.Parse) {
+        this.rememberParse(m);
+        out.push(M.parseComplete);
+      } else if (m.type === Frontend.Close) {
+        this.applyClose(m);
+        out.push(M.closeComplete);
+      } else if (m.type === Frontend.Bind || m.type === Frontend.Describe) {
+        // Only reachable for a problem at index > 0 with no Execute before it; Binds need a backend, so
+        // run the batch there instead.
+        return this.fallbackToBackend(msgs, problem, endsWithSync);
+      }
+    }
+    out.push(problem.error.toMessage());
+    let status: TxStatus = 'I';
+    if (this.localTx === 'begin-pending' || this.localTx === 'failed') {
+      this.localTx = 'failed';
+      status = 'E';
+    }
+    if (endsWithSync) out.push(M.readyForQuery(status));
+    else this.skipUntilSync = true;
+    this.writeClient(out);
+    return true;
+  }
+
+  private skipUntilSync = false;
+
+  private fallbackToBackend(msgs: FrontendMessage[], problem: { index: number; error: PgError }, endsWithSync: boolean): boolean {
+    this.batch = msgs;
+    const ready = this.useShard(this.defaultShard());
+    if (ready === false) return false;
+    this.batch = [];
+    this.batchBytes = 0;
+    if (ready === true) this.sendBatch(msgs, problem, endsWithSync);
+    else {
+      this.busy = true;
+      ready.then(
+        () => {
+          this.sendBatch(msgs, problem, endsWithSync);
+          this.busy = false;
+          this.pump();
+        },
+        (e) => {
+          this.busy = false;
+          this.internalError(e);
+          this.pump();
+        },
+      );
+    }
+    return true;
+  }
+
+  private readParse(m: FrontendMessage): { name: string; st: ClientStatement } {
+    const [name, p1] = M.readCString(m.buf, m.start + 5, m.end);
+    const [text, p2] = M.readCString(m.buf, p1, m.end);
+    const paramTypes = Buffer.from(m.buf.subarray(p2, m.end));
+    const st: ClientStatement = { key: statementKey(text, paramTypes), text, paramTypes, analysis: this.svc.analyze(text) };
+    return { name, st };
+  }
+
+  private rememberParse(m: FrontendMessage): { name: string; st: ClientStatement } {
+    const r = this.readParse(m);
+    if (r.name === '') this.unnamed = r.st;
+    else {
+      if (this.statements.size >= this.svc.maxPreparedStatements && !this.statements.has(r.name))
+        throw new PgError('54000', `too many prepared statements on this connection (limit ${this.svc.maxPreparedStatements})`, {
+          hint: 'Close or DEALLOCATE statements no longer needed, or raise limits.max_prepared_statements_per_client.',
+        });
+      this.statements.set(r.name, r.st);
+    }
+    return r;
+  }
+
+  private applyClose(m: FrontendMessage): void {
+    const kind = m.buf[m.start + 5];
+    const [name] = M.readCString(m.buf, m.start + 6, m.end);
+    if (kind === 0x53) {
+      if (name === '') this.unnamed = null;
+      else this.statements.delete(name);
+    } else this.portals.delete(name);
+  }
+
+  /** The statement a Bind uses (looking back in the batch for a Parse of the same name) and its values. */
+  private readBind(m: FrontendMessage, msgs: FrontendMessage[], index: number): { portal: string; info?: PortalInfo; error?: PgError } {
+    const [portal, p1] = M.readCString(m.buf, m.start + 5, m.end);
+    const [stmtName, p2] = M.readCString(m.buf, p1, m.end);
+    let st: ClientStatement | undefined;
+    for (let j = index - 1; j >= 0 && !st; j--) {
+      const x = msgs[j]!;
+      if (x.type === Frontend.Parse) {
+        const r = this.readParse(x);
+        if (r.name === stmtName) st = r.st;
+      } else if (x.type === Frontend.Close && x.buf[x.start + 5] === 0x53 && M.readCString(x.buf, x.start + 6, x.end)[0] === stmtName) break;
+    }
+    if (!st) st = stmtName === '' ? (this.unnamed ?? undefined) : this.statements.get(stmtName);
+    if (!st)
+      return {
+        portal,
+        error: new PgError(SqlState.InvalidSqlStatementName, stmtName === '' ? 'unnamed prepared statement does not exist' : `prepared statement "${stmtName}" does not exist`),
+      };
+    const needsParams = st.analysis.statements.length === 1 && st.analysis.statements[0]!.route.type === 'keys';
+    return { portal, info: { statement: st, params: needsParams ? decodeBindParams(m.buf, p2, m.end) : null } };
+  }
+
+  /** Rewrites and sends a batch on the leased backend; `problem` stops it at that message with that error. */
+  private sendBatch(msgs: FrontendMessage[], problem: { index: number; error: PgError } | null, endsWithSync: boolean): void {
+    const be = this.backend!;
+    const out: Buffer[] = [];
+    this.sendPreamble(out);
+    const stop = problem ? problem.index : msgs.length;
+    const boundPortals = new Map<string, PortalInfo>();
+    for (let i = 0; i < stop; i++) {
+      const m = msgs[i]!;
+      const raw = m.buf.subarray(m.start, m.end);
+      switch (m.type) {
+        case Frontend.Parse: {
+          const { name, st } = this.rememberParse(m);
+          if (name === '') {
+            be.unnamedKey = st.key;
+            be.unnamedOwner = this.info.id;
+            this.push({ kind: 'parse', swallow: false });
+            out.push(raw);
+          } else {
+            const existing = be.statements.get(st.key);
+            if (existing) this.push({ kind: 'synthetic', swallow: false, synthetic: () => M.parseComplete });
+            else {
+              const bname = be.newStatementName();
+              be.statements.set(st.key, bname);
+              this.push({ kind: 'parse', swallow: false, parsedKey: st.key });
+              out.push(buildParse(bname, st));
+            }
+          }
+          break;
+        }
+        case Frontend.Bind: {
+          const [portal, p1] = M.readCString(m.buf, m.start + 5, m.end);
+          const [stmtName, p2] = M.readCString(m.buf, p1, m.end);
+          const st = stmtName === '' ? this.unnamed : this.statements.get(stmtName);
+          if (!st) {
+            // Not known to pgshard: let the backend answer (it will say the statement does not exist).
+            this.push({ kind: 'bind', swallow: false });
+            out.push(raw);
+            break;
+          }
+          const bname = this.ensurePrepared(be, st, stmtName === '', out);
+          this.push({ kind: 'bind', swallow: false });
+          out.push(bname === stmtName ? raw : replaceName(m.buf, m.start, m.end, p1, p2 - 1, bname));
+          const needsParams = st.analysis.statements.length === 1 && st.analysis.statements[0]!.route.type === 'keys';
+          boundPortals.set(portal, { statement: st, params: needsParams ? decodeBindParams(m.buf, p2, m.end) : null });
+          break;
+        }
+        case Frontend.Describe: {
+          const kind = m.buf[m.start + 5];
+          if (kind === 0x53) {
+            const [name, p] = M.readCString(m.buf, m.start + 6, m.end);
+            const st = name === '' ? this.unnamed : this.statements.get(name);
+            if (st) {
+              const bname = this.ensurePrepared(be, st, name === '', out);
+              out.push(bname === name ? raw : replaceName(m.buf, m.start, m.end, m.start + 6, p - 1, bname));
+            } else out.push(raw);
+          } else out.push(raw);
+          this.push({ kind: 'describe', swallow: false });
+          break;
+        }
+        case Frontend.Execute: {
+          const portal = readPortalName(m);
+          const p = boundPortals.get(portal) ?? this.portals.get(portal);
+          const st = p?.statement.analysis.statements;
+          const eff = st && st.length === 1 ? st[0]!.session : undefined;
+          this.push({ kind: 'execute', swallow: false, effects: [eff], effectIndex: 0 });
+          if (st && st.length === 1 && st[0]!.copy?.direction === 'from') this.copyIn = true;
+          out.push(raw);
+          break;
+        }
+        case Frontend.Close: {
+          const kind = m.buf[m.start + 5];
+          if (kind === 0x53) {
+            this.applyClose(m);
+            this.push({ kind: 'synthetic', swallow: false, synthetic: () => M.closeComplete });
+          } else {
+            this.applyClose(m);
+            this.push({ kind: 'close', swallow: false });
+            out.push(raw);
+          }
+          break;
+        }
+        case Frontend.Flush:
+          out.push(raw);
+          break;
+        case Frontend.Sync:
+          this.push({ kind: 'sync', swallow: false });
+          this.syncPoints++;
+          out.push(raw);
+          break;
+      }
+    }
+    for (const [k, v] of boundPortals) this.portals.set(k, v);
+    if (problem) {
+      // Fail the backend's unit of work right here, with pgshard's error in place of the backend's.
+      this.push({ kind: 'parse', swallow: false, replaceError: problem.error.toMessage() });
+      out.push(FAILING_PARSE);
+      if (endsWithSync) {
+        this.push({ kind: 'sync', swallow: false });
+        this.syncPoints++;
+        out.push(M.readyForQuery('I').subarray(0, 0), Buffer.from([Frontend.Sync, 0, 0, 0, 4]));
+      } else this.skipUntilSync = true;
+    }
+    this.extendedOpen = !endsWithSync;
+    if (!endsWithSync) out.push(Buffer.from([Frontend.Flush, 0, 0, 0, 4]));
+    if (out.length) be.writev(out);
+    this.advance();
+  }
+
+  /** The server-side name of a client statement on this backend, preparing it there first if needed. */
+  private ensurePrepared(be: BackendConnection, st: ClientStatement, unnamed: boolean, out: Buffer[]): string {
+    if (unnamed) {
+      if (be.unnamedKey !== st.key || be.unnamedOwner !== this.info.id) {
+        be.unnamedKey = st.key;
+        be.unnamedOwner = this.info.id;
+        this.push({ kind: 'parse', swallow: true });
+        out.push(buildParse('', st));
+      }
+      return '';
+    }
+    const existing = be.statements.get(st.key);
+    if (existing) return existing;
+    const bname = be.newStatementName();
+    be.statements.set(st.key, bname);
+    this.push({ kind: 'parse', swallow: true, parsedKey: st.key });
+    out.push(buildParse(bname, st));
+    return bname;
+  }
+
+  // ---------------------------------------------------------------- FunctionCall (fastpath)
+
+  private onFunctionCall(m: FrontendMessage): boolean | Promise<void> {
+    const ready = this.useShard(this.defaultShard());
+    if (ready === false) return false;
+    const send = () => {
+      this.sendPreamble();
+      this.push({ kind: 'query', swallow: false });
+      this.syncPoints++;
+      this.backend!.write(m.buf.subarray(m.start, m.end));
+    };
+    if (ready === true) {
+      send();
+      return true;
+    }
+    return ready.then(send);
+  }
+
+  // ---------------------------------------------------------------- backend lease
+
+  /**
+   * Makes `shard`'s backend the leased one. true: ready now; false: another backend still has work
+   * outstanding (the pump resumes when it is idle); a promise: a checkout is under way.
+   */
+  private useShard(shard: string): boolean | Promise<void> {
+    if (this.backend) {
+      if (this.backendPool!.shard.id === shard) return true;
+      if (!this.idleBackend()) return false;
+      if (this.backend.txStatus !== 'I')
+        throw new PgError(SqlState.FeatureNotSupported, 'transactions across shards are not supported yet');
+      this.releaseBackend();
+    }
+    const pool = this.svc.pools.get(shard);
+    if (!pool) throw new PgError('42704', `shard "${shard}" does not exist`);
+    return pool.acquire().then(
+      (be) => {
+        if (this.closed) {
+          pool.release(be);
+          return;
+        }
+        this.backend = be;
+        this.backendPool = pool;
+        be.listener = this;
+        this.resetExpectations();
+      },
+      (e: unknown) => {
+        throw toPgError(e);
+      },
+    );
+  }
+
+  /** True when nothing is outstanding on the leased backend; otherwise registers the pump to resume. */
+  private idleBackend(): boolean {
+    if (this.syncPoints === 0 && !this.extendedOpen && !this.copyIn) return true;
+    if (!this.idleWaiters.length) this.idleWaiters.push(() => this.pump());
+    return false;
+  }
+
+  /** Before the first request on a freshly leased backend: bring its session state in line, send a held BEGIN. */
+  private sendPreamble(out?: Buffer[]): void {
+    const be = this.backend!;
+    if (!this.preambleDone) {
+      this.preambleDone = true;
+      const sql: string[] = [];
+      for (const [name, stmt] of this.vars) if (be.vars.get(name) !== stmt) sql.push(stmt);
+      for (const name of be.vars.keys()) if (!this.vars.has(name)) sql.push(`RESET ${quoteIdent(name)}`);
+      if (sql.length) {
+        be.vars.clear();
+        for (const [k, v] of this.vars) be.vars.set(k, v);
+        this.sendInternal(sql.join('; '), out);
+      }
+    }
+    if (this.localTx === 'begin-pending') {
+      this.localTx = 'none';
+      this.txShard = be.shard.id;
+      this.sendInternal(this.pendingBegin ?? 'BEGIN', out);
+      this.pendingBegin = null;
+    }
+  }
+  private preambleDone = false;
+
+  private sendInternal(sql: string, out?: Buffer[]): void {
+    this.push({ kind: 'query', swallow: true });
+    this.syncPoints++;
+    const msg = queryMessage(sql);
+    if (out) out.push(msg);
+    else this.backend!.write(msg);
+  }
+
+  private releaseBackend(): void {
+    const be = this.backend;
+    if (!be) return;
+    this.flushRun();
+    this.backend = null;
+    const pool = this.backendPool!;
+    this.backendPool = null;
+    this.preambleDone = false;
+    this.resetExpectations();
+    pool.release(be);
+  }
+
+  private resetExpectations(): void {
+    this.expect = [];
+    this.expectHead = 0;
+    this.syncPoints = 0;
+    this.extendedOpen = false;
+    this.copyIn = false;
+  }
+
+  private push(e: Expectation): void {
+    this.expect.push(e);
+  }
+
+  /** Writes pgshard's own answers that have reached the head of the FIFO. */
+  private advance(): void {
+    while (this.expectHead < this.expect.length) {
+      const h = this.expect[this.expectHead]!;
+      if (h.kind !== 'synthetic') return;
+      this.expectHead++;
+      this.flushRun();
+      this.socket.write(h.synthetic!());
+    }
+  }
+
+  private shift(): Expectation | undefined {
+    const h = this.expect[this.expectHead];
+    if (h) {
+      this.expectHead++;
+      if (this.expectHead > 256 && this.expectHead * 2 > this.expect.length) {
+        this.expect = this.expect.slice(this.expectHead);
+        this.expectHead = 0;
+      }
+    }
+    return h;
+  }
+
+  // ---------------------------------------------------------------- backend messages (BackendListener)
+
+  message(type: number, buf: Buffer, start: number, end: number): void {
+    // Asynchronous messages can come at any time and belong to no request.
+    if (type === Backend.NoticeResponse || type === Backend.NotificationResponse || type === Backend.ParameterStatus) {
+      const h = this.expect[this.expectHead];
+      if (h && h.swallow) this.drop();
+      else this.forward(buf, start, end);
+      return;
+    }
+    const h = this.expect[this.expectHead];
+    if (!h) {
+      this.forward(buf, start, end);
+      return;
+    }
+    switch (type) {
+      case Backend.ErrorResponse:
+        this.onBackendError(h, buf, start, end);
+        return;
+      case Backend.ReadyForQuery:
+        this.onReadyForQuery(h, buf, start, end);
+        return;
+      case Backend.CommandComplete:
+        if (h.effects) this.noteEffect(h, buf, start, end);
+        if (h.kind === 'execute') this.shift();
+        break;
+      case Backend.EmptyQueryResponse:
+      case Backend.PortalSuspended:
+        if (h.kind === 'execute') this.shift();
+        break;
+      case Backend.ParseComplete:
+      case Backend.BindComplete:
+      case Backend.CloseComplete:
+      case Backend.NoData:
+        if (h.kind !== 'query') this.shift();
+        break;
+      case Backend.RowDescription:
+        if (h.kind === 'describe') this.shift();
+        break;
+      case Backend.CopyInResponse:
+        this.copyIn = true;
+        break;
+      default:
+        break;
+    }
+    if (h.swallow) this.drop();
+    else this.forward(buf, start, end);
+    this.advance();
+  }
+
+  private onBackendError(h: Expectation, buf: Buffer, start: number, end: number): void {
+    this.errorInUnit = true;
+    this.copyIn = false;
+    if (h.parsedKey !== undefined && this.backend) this.backend.statements.delete(h.parsedKey);
+    if (h.replaceError) {
+      this.flushRun();
+      this.socket.write(h.replaceError);
+    } else if (h.swallow && h.kind === 'query') {
+      // Internal work failed (a SET replay): the client's request after it still runs; say so in the log.
+      const f = M.decodeErrorFields(buf, start, end);
+      this.log.warn({ code: f.C, message: f.M }, 'session state replay failed on backend');
+      this.drop();
+    } else this.forward(buf, start, end);
+    if (h.kind === 'query' || h.kind === 'sync') return; // the unit goes on to ReadyForQuery
+    // Extended protocol: the backend skips everything up to Sync, so do the expectations.
+    this.shift();
+    while (this.expectHead < this.expect.length && this.expect[this.expectHead]!.kind !== 'sync') this.shift();
+  }
+
+  private onReadyForQuery(h: Expectation, buf: Buffer, start: number, end: number): void {
+    const status = String.fromCharCode(buf[start + 5]!) as TxStatus;
+    if (h.kind === 'query' || h.kind === 'sync') this.shift();
+    this.syncPoints = Math.max(0, this.syncPoints - 1);
+    this.finishUnit(status);
+    if (h.swallow) this.drop();
+    else this.forward(buf, start, end);
+    this.advance();
+    if (this.syncPoints === 0 && !this.extendedOpen && !this.copyIn) {
+      if (status === 'I') {
+        this.txShard = null;
+        this.portals.clear();
+        if (this.svc.poolMode === 'transaction' && this.queue.length === 0) this.releaseBackend();
+      }
+      const w = this.idleWaiters.splice(0);
+      for (const f of w) f();
+    }
+  }
+
+  /** Session effects take hold when their transaction commits (a SET in a rolled-back one is undone). */
+  private finishUnit(status: TxStatus): void {
+    if (status === 'I') {
+      if (!this.errorInUnit) this.applyEffects(this.pendingEffects);
+      this.pendingEffects = [];
+    } else if (status === 'E') {
+      // Failed transaction: what it set will be rolled back.
+    }
+    if (status !== 'T') this.errorInUnit = false;
+  }
+
+  private noteEffect(h: Expectation, buf: Buffer, start: number, end: number): void {
+    const i = h.effectIndex ?? 0;
+    const eff = h.effects![i];
+    h.effectIndex = i + 1;
+    const tag = M.decodeCommandTag(buf, start, end);
+    if (tag === 'COMMIT') {
+      this.applyEffects(this.pendingEffects);
+      this.pendingEffects = [];
+    } else if (tag === 'ROLLBACK') this.pendingEffects = [];
+    if (eff && eff.type !== 'pgshard-set' && eff.type !== 'deallocate' && !(eff.type === 'set' && eff.local)) this.pendingEffects.push(eff);
+    if (eff && eff.type === 'deallocate') {
+      if (eff.name === null) this.statements.clear();
+      else this.statements.delete(eff.name);
+    }
+  }
+
+  private applyEffects(effects: SessionEffect[]): void {
+    const be = this.backend;
+    for (const e of effects) {
+      if (e.type === 'set') {
+        this.vars.set(e.name, e.sql);
+        be?.vars.set(e.name, e.sql);
+      } else if (e.type === 'reset') {
+        this.vars.delete(e.name);
+        be?.vars.delete(e.name);
+      } else if (e.type === 'reset-all') {
+        this.vars.clear();
+        be?.vars.clear();
+      }
+    }
+  }
+
+  private forward(buf: Buffer, start: number, end: number): void {
+    if (this.runBuf === buf && this.runEnd === start) {
+      this.runEnd = end;
+      return;
+    }
+    this.flushRun();
+    this.runBuf = buf;
+    this.runStart = start;
+    this.runEnd = end;
+  }
+
+  private drop(): void {
+    this.flushRun();
+  }
+
+  chunkDone(_buf: Buffer): void {
+    this.flushRun();
+    // Backpressure: a client that does not read must not make pgshard buffer a whole result.
+    if (this.socket.writableLength > 4 << 20 && this.backend) this.backend.pause();
+  }
+
+  private resumeBackend(): void {
+    this.backend?.resume();
+  }
+
+  /** The leased backend died: every outstanding request gets an error, the session goes on. */
+  lost(err: PgError): void {
+    const pool = this.backendPool;
+    const be = this.backend;
+    const outstanding = this.syncPoints + (this.extendedOpen ? 1 : 0);
+    const inTx = (be?.txStatus ?? 'I') !== 'I' || this.txShard !== null;
+    this.flushRun();
+    this.backend = null;
+    this.backendPool = null;
+    this.preambleDone = false;
+    this.resetExpectations();
+    this.txShard = null;
+    this.pendingEffects = [];
+    if (be && pool) pool.destroy(be);
+    this.localTx = inTx ? 'failed' : 'none';
+    const status: TxStatus = inTx ? 'E' : 'I';
+    const parts: Buffer[] = [];
+    for (let i = 0; i < Math.max(outstanding, 1); i++) parts.push(err.toMessage(), M.readyForQuery(status));
+    if (outstanding > 0) this.writeClient(parts);
+    this.log.warn({ shard: pool?.shard.id, err: err.message }, 'backend connection lost');
+    const w = this.idleWaiters.splice(0);
+    for (const f of w) f();
+  }
+
+  // ---------------------------------------------------------------- writing to the client
+
+  private flushRun(): void {
+    if (this.runBuf) {
+      this.socket.write(this.runBuf.subarray(this.runStart, this.runEnd));
+      this.runBuf = null;
+    }
+  }
+
+  private writeClient(parts: Buffer[]): void {
+    this.flushRun();
+    if (parts.length === 1) this.socket.write(parts[0]!);
+    else this.socket.write(Buffer.concat(parts));
+  }
+
+  private replyLocal(parts: Buffer[], status: TxStatus): void {
+    parts.push(M.readyForQuery(status));
+    this.writeClient(parts);
+  }
+
+  /** Answers the current request with an error, through the backend when one holds the transaction. */
+  private replyError(err: PgError, _fromInternal: boolean): void {
+    if (this.backend) {
+      this.push({ kind: 'query', swallow: false, replaceError: err.toMessage() });
+      this.syncPoints++;
+      this.backend.write(FAILING_QUERY);
+      return;
+    }
+    let status: TxStatus = 'I';
+    if (this.localTx !== 'none') {
+      this.localTx = 'failed';
+      status = 'E';
+    }
+    this.replyLocal([err.toMessage()], status);
+  }
+
+  private refuse(err: PgError): boolean {
+    this.replyError(err, false);
+    return true;
+  }
+
+  private runScatter(m: FrontendMessage, shards: string[], st: StatementInfo): boolean | Promise<void> {
+    void m;
+    void shards;
+    void st;
+    return this.refuse(new PgError(SqlState.FeatureNotSupported, 'cross-shard queries are not supported yet'));
+  }
+
+  // ---------------------------------------------------------------- ending
+
+  private fatal(err: PgError): void {
+    if (this.closed) return;
+    this.flushRun();
+    this.socket.end(err.toMessage());
+    this.onClientClose();
+  }
+
+  private terminate(): void {
+    this.socket.end();
+    this.onClientClose();
+  }
+
+  private onClientClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.framer.stop();
+    this.queue = [];
+    const be = this.backend;
+    const pool = this.backendPool;
+    if (be && pool) {
+      this.backend = null;
+      this.backendPool = null;
+      be.listener = null;
+      if (this.syncPoints === 0 && !this.extendedOpen && !this.copyIn && be.txStatus === 'I') pool.release(be);
+      else pool.destroy(be); // mid-transaction or mid-request: closing rolls the transaction back
+    }
+    this.onClosed?.();
+  }
+
+  onClosed: (() => void) | null = null;
+
+  /** A CancelRequest naming this session: cancel what its backend is running, if anything. */
+  cancel(): void {
+    const be = this.backend;
+    if (be && (this.syncPoints > 0 || this.extendedOpen)) sendCancel(be.shard.host, be.shard.port, be.pid, be.secret);
+    this.scatter?.cancel();
+  }
+
+  /** For graceful shutdown: true when no transaction or request is open. */
+  get isIdle(): boolean {
+    return !this.backend && this.localTx === 'none' && this.queue.length === 0;
+  }
+
+  close(reason: PgError): void {
+    this.fatal(reason);
+  }
+}
+
+function readPortalName(m: FrontendMessage): string {
+  return M.readCString(m.buf, m.start + 5, m.end)[0];
+}
+
+/** The parameters of a Bind message, from just after its statement name. */
+export function decodeBindParams(buf: Buffer, pos: number, end: number): BindParams {
+  const nf = buf.readInt16BE(pos);
+  pos += 2;
+  const fcodes: number[] = [];
+  for (let i = 0; i < nf; i++, pos += 2) fcodes.push(buf.readInt16BE(pos));
+  const np = buf.readInt16BE(pos);
+  pos += 2;
+  const values: (Buffer | null)[] = [];
+  const formats: (0 | 1)[] = [];
+  for (let i = 0; i < np; i++) {
+    const len = buf.readInt32BE(pos);
+    pos += 4;
+    if (len < 0) values.push(null);
+    else {
+      if (pos + len > end) throw new PgError(SqlState.ProtocolViolation, 'Bind message parameter runs past the message end');
+      values.push(buf.subarray(pos, pos + len));
+      pos += len;
+    }
+    formats.push((nf === 0 ? 0 : nf === 1 ? fcodes[0] : fcodes[i]) === 1 ? 1 : 0);
+  }
+  return { values, formats };
+}
+
+function mergeTargets(a: Target, b: Target): Target {
+  if (a.kind === 'home') return b;
+  if (b.kind === 'home') return a;
+  if (a.kind === 'shard' && b.kind === 'shard' && a.shard === b.shard) return a;
+  return {
+    kind: 'error',
+    error: new PgError(SqlState.FeatureNotSupported, 'the statements before this Sync reach different shards, which needs distributed transactions (not supported yet)', {
+      hint: 'Send a Sync between statements on different shard keys, or keep the batch on one shard key value.',
+    }),
+  };
+}
+
+function describeTarget(t: Target): string {
+  switch (t.kind) {
+    case 'home':
+      return 'home';
+    case 'shard':
+      return `shard ${t.shard}`;
+    case 'scatter':
+      return `scatter ${t.shards.join(',')}`;
+    case 'error':
+      return `refused ${t.error.code}`;
+  }
+}
+
+export function quoteIdent(s: string): string {
+  return /^[a-z_][a-z0-9_.]*$/.test(s) ? s : '"' + s.replace(/"/g, '""') + '"';
+}

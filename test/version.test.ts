@@ -1,0 +1,3 @@
+import t from 'tap';
+import { PGSHARD_VERSION } from '../src/version.js';
+t.match(PGSHARD_VERSION, /^\d+\.\d+\.\d+/);
