@@ -165,3 +165,14 @@ export function decodeErrorFields(buf: Buffer, start: number, end: number): Reco
 export function decodeCommandTag(buf: Buffer, start: number, end: number): string {
   return buf.toString('utf8', start + 5, end - 1);
 }
+
+/** A frontend Query message (for statements pgshard itself sends to a backend). */
+export function queryMessage(text: string): Buffer {
+  const len = 4 + Buffer.byteLength(text) + 1;
+  const b = Buffer.allocUnsafe(1 + len);
+  b[0] = 0x51;
+  b.writeInt32BE(len, 1);
+  b.write(text, 5);
+  b[len] = 0;
+  return b;
+}

@@ -64,7 +64,7 @@ export class Router {
       try {
         return { kind: 'shard', shard: this.ring.shardFor(canonicalFromText(this.keyType(table), hint.key)) };
       } catch (e) {
-        if (e instanceof KeyValueError) return { kind: 'error', error: new PgError(e.sqlstate, e.message) };
+        if (e instanceof KeyValueError) return { kind: 'error', error: e };
         throw e;
       }
     }
@@ -91,7 +91,7 @@ export class Router {
         try {
           set = shardsForKeys(this.ring, this.keyType(r.table), r.keys, params);
         } catch (e) {
-          if (e instanceof KeyValueError) return { kind: 'error', error: new PgError(e.sqlstate, e.message) };
+          if (e instanceof KeyValueError) return { kind: 'error', error: e };
           throw e;
         }
         if (set === 'all') return this.spread(stmt, r.table, this.ring.shardIds);

@@ -20,6 +20,8 @@ import type { ShardPool } from '../pool/pool.js';
 import type { Analysis, SessionEffect, StatementInfo } from '../sql/types.js';
 import type { BindParams } from '../routing/keys.js';
 import type { Router, Target } from '../routing/router.js';
+import { stateSyncSql } from '../pool/state-sync.js';
+import { ScatterQuery } from '../execute/scatter.js';
 import { buildParse, replaceName, statementKey, type ClientStatement } from './statements.js';
 
 export interface SessionServices {
@@ -53,6 +55,8 @@ interface Expectation {
   /** Session effects to apply as statements complete (simple Query: one per statement; Execute: one). */
   effects?: (SessionEffect | undefined)[];
   effectIndex?: number;
+  /** An internal statement expected to fail (recreating a failed transaction): no warning. */
+  quiet?: boolean;
   /** For an injected or forwarded named Parse: forget the statement on the backend if it fails. */
   parsedKey?: string;
 }
@@ -75,24 +79,9 @@ const FAILING_PARSE_NAME = 'pgshard_refused';
 // where pgshard refuses a statement, so what follows (up to Sync, or the transaction's end) is skipped
 // there as Postgres would skip it. Its error is replaced by pgshard's own.
 const FAILING_PARSE = buildParse(FAILING_PARSE_NAME, { key: '', text: 'pgshard refused statement (', paramTypes: Buffer.from([0, 0]), analysis: { statements: [], hint: null, parseError: null } });
-const FAILING_QUERY = (() => {
-  const text = 'pgshard refused statement (';
-  const b = Buffer.alloc(1 + 4 + Buffer.byteLength(text) + 1);
-  b[0] = Frontend.Query;
-  b.writeInt32BE(b.length - 1, 1);
-  b.write(text, 5);
-  return b;
-})();
-
-function queryMessage(text: string): Buffer {
-  const len = 4 + Buffer.byteLength(text) + 1;
-  const b = Buffer.allocUnsafe(1 + len);
-  b[0] = Frontend.Query;
-  b.writeInt32BE(len, 1);
-  b.write(text, 5);
-  b[len] = 0;
-  return b;
-}
+const FAILING_QUERY = M.queryMessage('pgshard refused statement (');
+const SYNC = Buffer.from([Frontend.Sync, 0, 0, 0, 4]);
+const FLUSH = Buffer.from([Frontend.Flush, 0, 0, 0, 4]);
 
 export class ClientSession implements BackendListener {
   readonly framer: Framer;
@@ -134,7 +123,7 @@ export class ClientSession implements BackendListener {
   private runBuf: Buffer | null = null;
   private runStart = 0;
   private runEnd = 0;
-  private scatter: { cancel(): void } | null = null;
+  private scatter: ScatterQuery | null = null;
 
   constructor(
     readonly socket: Socket,
@@ -248,6 +237,7 @@ export class ClientSession implements BackendListener {
         return;
       }
     }
+    this.maybeRelease();
     if (this.paused && this.queue.length < 200) {
       this.paused = false;
       this.socket.resume();
@@ -325,7 +315,7 @@ export class ClientSession implements BackendListener {
     // Statements pgshard answers itself.
     if (stmts.length === 1 && analysis.parseError === null) {
       const st = stmts[0]!;
-      const local = this.localAnswer(st);
+      const local = this.localAnswer(st, text);
       if (local) {
         if (this.backend && !this.idleBackend()) return false;
         local();
@@ -344,7 +334,7 @@ export class ClientSession implements BackendListener {
     const target = this.routeStatements(analysis, null);
     if (this.svc.dryRun) this.log.info({ route: describeTarget(target), sql: text.slice(0, 200) }, 'route');
     if (target.kind === 'error') return this.refuse(target.error);
-    if (target.kind === 'scatter') return this.runScatter(m, target.shards, stmts[0]!);
+    if (target.kind === 'scatter') return this.runScatter(m, target.shards);
     const shard = target.kind === 'shard' ? target.shard : this.defaultShard();
     const ready = this.useShard(shard);
     if (ready === false) return false;
@@ -364,7 +354,7 @@ export class ClientSession implements BackendListener {
   }
 
   /** A statement answered by pgshard alone (a thunk that writes the answer), or null. */
-  private localAnswer(st: StatementInfo): (() => void) | null {
+  private localAnswer(st: StatementInfo, text: string): (() => void) | null {
     const eff = st.session;
     if (eff?.type === 'pgshard-set') {
       return () => {
@@ -396,7 +386,7 @@ export class ClientSession implements BackendListener {
       // Held until the first statement that routes: that statement decides the transaction's shard.
       return () => {
         this.localTx = 'begin-pending';
-        this.pendingBegin = st.location === 0 && st.length === 0 ? 'BEGIN' : null;
+        this.pendingBegin = text;
         this.replyLocal([M.commandComplete('BEGIN')], 'T');
       };
     }
@@ -509,9 +499,6 @@ export class ClientSession implements BackendListener {
         const firstExec = msgs.findIndex((x) => x.type === Frontend.Execute);
         problem = { index: firstExec >= 0 ? firstExec : 0, error: t.error };
       } else target = t;
-    }
-    if (this.localTx === 'failed' && !problem) {
-      problem = { index: 0, error: new PgError(SqlState.InFailedSqlTransaction, 'current transaction is aborted, commands ignored until end of transaction block') };
     }
     const shard = target.kind === 'shard' ? target.shard : this.defaultShard();
     if (problem && !this.backend) {
@@ -743,11 +730,11 @@ export class ClientSession implements BackendListener {
       if (endsWithSync) {
         this.push({ kind: 'sync', swallow: false });
         this.syncPoints++;
-        out.push(M.readyForQuery('I').subarray(0, 0), Buffer.from([Frontend.Sync, 0, 0, 0, 4]));
+        out.push(SYNC);
       } else this.skipUntilSync = true;
     }
     this.extendedOpen = !endsWithSync;
-    if (!endsWithSync) out.push(Buffer.from([Frontend.Flush, 0, 0, 0, 4]));
+    if (!endsWithSync) out.push(FLUSH);
     if (out.length) be.writev(out);
     this.advance();
   }
@@ -835,14 +822,19 @@ export class ClientSession implements BackendListener {
     const be = this.backend!;
     if (!this.preambleDone) {
       this.preambleDone = true;
-      const sql: string[] = [];
-      for (const [name, stmt] of this.vars) if (be.vars.get(name) !== stmt) sql.push(stmt);
-      for (const name of be.vars.keys()) if (!this.vars.has(name)) sql.push(`RESET ${quoteIdent(name)}`);
-      if (sql.length) {
-        be.vars.clear();
-        for (const [k, v] of this.vars) be.vars.set(k, v);
-        this.sendInternal(sql.join('; '), out);
-      }
+      const sql = stateSyncSql(this.vars, be);
+      if (sql) this.sendInternal(sql, out);
+    }
+    if (this.localTx === 'failed') {
+      // A transaction pgshard failed before any backend held it: recreate it, failed, on this backend, so
+      // that what the client sends next gets exactly Postgres's answers (25P02 until ROLLBACK).
+      this.localTx = 'none';
+      this.txShard = be.shard.id;
+      this.sendInternal('BEGIN', out);
+      this.push({ kind: 'query', swallow: true, quiet: true });
+      this.syncPoints++;
+      if (out) out.push(FAILING_QUERY);
+      else be.write(FAILING_QUERY);
     }
     if (this.localTx === 'begin-pending') {
       this.localTx = 'none';
@@ -856,9 +848,16 @@ export class ClientSession implements BackendListener {
   private sendInternal(sql: string, out?: Buffer[]): void {
     this.push({ kind: 'query', swallow: true });
     this.syncPoints++;
-    const msg = queryMessage(sql);
+    const msg = M.queryMessage(sql);
     if (out) out.push(msg);
     else this.backend!.write(msg);
+  }
+
+  /** Transaction pooling: give the backend back as soon as nothing is outstanding and no transaction is open. */
+  private maybeRelease(): void {
+    const be = this.backend;
+    if (!be || this.svc.poolMode !== 'transaction' || this.busy || this.queue.length > 0) return;
+    if (this.syncPoints === 0 && !this.extendedOpen && !this.copyIn && be.txStatus === 'I') this.releaseBackend();
   }
 
   private releaseBackend(): void {
@@ -965,6 +964,8 @@ export class ClientSession implements BackendListener {
     if (h.replaceError) {
       this.flushRun();
       this.socket.write(h.replaceError);
+    } else if (h.swallow && h.kind === 'query' && h.quiet) {
+      this.drop();
     } else if (h.swallow && h.kind === 'query') {
       // Internal work failed (a SET replay): the client's request after it still runs; say so in the log.
       const f = M.decodeErrorFields(buf, start, end);
@@ -985,14 +986,15 @@ export class ClientSession implements BackendListener {
     if (h.swallow) this.drop();
     else this.forward(buf, start, end);
     this.advance();
+    if (status !== 'I' && this.backendPool) this.txShard = this.backendPool.shard.id;
     if (this.syncPoints === 0 && !this.extendedOpen && !this.copyIn) {
       if (status === 'I') {
         this.txShard = null;
         this.portals.clear();
-        if (this.svc.poolMode === 'transaction' && this.queue.length === 0) this.releaseBackend();
       }
       const w = this.idleWaiters.splice(0);
       for (const f of w) f();
+      this.maybeRelease();
     }
   }
 
@@ -1129,11 +1131,18 @@ export class ClientSession implements BackendListener {
     return true;
   }
 
-  private runScatter(m: FrontendMessage, shards: string[], st: StatementInfo): boolean | Promise<void> {
-    void m;
-    void shards;
-    void st;
-    return this.refuse(new PgError(SqlState.FeatureNotSupported, 'cross-shard queries are not supported yet'));
+  /** A read on several shards whose rows are concatenated; nothing else runs for the client meanwhile. */
+  private runScatter(m: FrontendMessage, shards: string[]): boolean | Promise<void> {
+    if (this.backend) {
+      if (!this.idleBackend()) return false;
+      this.releaseBackend();
+    }
+    const pools = shards.map((s) => this.svc.pools.get(s)!);
+    const sc = new ScatterQuery(this.socket, pools, Buffer.from(m.buf.subarray(m.start, m.end)), this.vars);
+    this.scatter = sc;
+    return sc.run().finally(() => {
+      this.scatter = null;
+    });
   }
 
   // ---------------------------------------------------------------- ending
@@ -1237,8 +1246,4 @@ function describeTarget(t: Target): string {
     case 'error':
       return `refused ${t.error.code}`;
   }
-}
-
-export function quoteIdent(s: string): string {
-  return /^[a-z_][a-z0-9_.]*$/.test(s) ? s : '"' + s.replace(/"/g, '""') + '"';
 }
