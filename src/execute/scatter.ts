@@ -16,6 +16,8 @@ import type { BackendConnection, BackendListener } from '../pool/backend.js';
 import { sendCancel } from '../pool/backend.js';
 import type { ShardPool } from '../pool/pool.js';
 import { stateSyncSql } from '../pool/state-sync.js';
+import type { MergePlan } from '../sql/types.js';
+import { dataRowValues, mergeColumn, rowDescriptionTypes } from './aggregate-merge.js';
 
 interface Leg {
   pool: ShardPool;
@@ -35,12 +37,16 @@ export class ScatterQuery {
   private finished = false;
   private resolve!: () => void;
   readonly done: Promise<void>;
+  // Aggregate merge: the column types and each shard's one row, combined at the end.
+  private mergeTypes: number[] = [];
+  private mergeRows: (string | null)[][] = [];
 
   constructor(
     private readonly client: Socket,
     pools: ShardPool[],
     private readonly query: Buffer,
     private readonly vars: ReadonlyMap<string, string>,
+    private readonly merge: MergePlan | null = null,
   ) {
     this.legs = pools.map((pool) => ({ pool, be: null, internal: 0, done: false }));
     this.done = new Promise<void>((r) => (this.resolve = r));
@@ -98,6 +104,12 @@ export class ScatterQuery {
     }
     switch (type) {
       case Backend.DataRow:
+        if (this.merge) {
+          this.mergeRows.push(dataRowValues(buf, start));
+          return;
+        }
+        if (this.error === null) this.client.write(buf.subarray(start, end));
+        return;
       case Backend.CopyData:
         if (this.error === null) this.client.write(buf.subarray(start, end));
         return;
@@ -105,6 +117,7 @@ export class ScatterQuery {
         const rd = buf.subarray(start, end);
         if (this.rowDescription === null) {
           this.rowDescription = Buffer.from(rd);
+          if (this.merge) this.mergeTypes = rowDescriptionTypes(buf, start);
           if (this.error === null) this.client.write(rd);
         } else if (!this.rowDescription.equals(rd)) {
           this.fail(
@@ -183,10 +196,20 @@ export class ScatterQuery {
   private finish(err: Buffer | null): void {
     if (this.finished) return;
     this.finished = true;
-    const e = err ?? this.error;
+    let e = err ?? this.error;
     const parts: Buffer[] = [];
+    let merged: Buffer | null = null;
+    if (!e && this.merge) {
+      try {
+        merged = M.dataRow(this.merge.aggregates.map((agg, i) => mergeColumn(agg, this.mergeTypes[i] ?? 0, this.mergeRows.map((r) => r[i] ?? null))));
+        this.rows = 1n;
+      } catch (x) {
+        e = toPgError(x).toMessage();
+      }
+    }
     if (e) parts.push(e);
     else {
+      if (merged) parts.push(merged);
       if (this.copyOut) parts.push(Buffer.from([Backend.CopyDone, 0, 0, 0, 4]));
       if (this.tagVerb !== null) parts.push(M.commandComplete(this.tagVerb === 'SELECT' || this.tagVerb === 'COPY' ? `${this.tagVerb} ${this.rows}` : this.tagVerb));
       else parts.push(M.emptyQueryResponse);

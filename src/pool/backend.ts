@@ -5,7 +5,8 @@
  * statements are prepared on it under which names.
  */
 import net from 'node:net';
-import { serialize } from 'pg-protocol';
+import pgProtocol from 'pg-protocol/dist/serializer';
+const { serialize } = pgProtocol;
 import { Framer, type FrameSink } from '../protocol/framer.js';
 import { Backend } from '../protocol/codes.js';
 import type { TxStatus } from '../protocol/codes.js';

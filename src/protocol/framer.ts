@@ -14,6 +14,7 @@ export interface FrameSink {
 export class FrameTooLarge extends Error {
   constructor(public readonly type: number, public readonly length: number) {
     super(`message of type '${String.fromCharCode(type)}' claims ${length} bytes`);
+    this.name = 'FrameTooLarge';
   }
 }
 

@@ -4,7 +4,7 @@
  */
 import type { Config, KeyType } from '../config/schema.js';
 import { isShardedTable } from '../config/schema.js';
-import type { RoutingHint, StatementInfo } from '../sql/types.js';
+import type { MergePlan, RoutingHint, StatementInfo } from '../sql/types.js';
 import { PgError, SqlState } from '../protocol/errors.js';
 import type { HashRing } from './ring.js';
 import { shardsForKeys, type BindParams } from './keys.js';
@@ -15,7 +15,7 @@ export type Target =
   | { kind: 'home' }
   | { kind: 'shard'; shard: string }
   /** A read whose shards' rows, concatenated, are exactly the answer. */
-  | { kind: 'scatter'; shards: string[] }
+  | { kind: 'scatter'; shards: string[]; merge?: MergePlan }
   | { kind: 'error'; error: PgError };
 
 export interface RouteContext {
@@ -118,6 +118,7 @@ export class Router {
     if (!stmt.readOnly) return refuseMultiShardWrite(`${stmt.tag} on sharded table "${table}" without a single shard key value`);
     if (stmt.explain)
       return { kind: 'error', error: new PgError(SqlState.FeatureNotSupported, 'EXPLAIN of a statement that reaches several shards is not supported yet', { hint: 'EXPLAIN it with a shard key condition, or with /* pgshard: shard=ID */.' }) };
+    if (stmt.notConcatenable !== null && stmt.merge) return { kind: 'scatter', shards: [...shards], merge: stmt.merge };
     if (stmt.notConcatenable !== null)
       return {
         kind: 'error',

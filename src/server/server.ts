@@ -14,10 +14,11 @@ import { loadCredentials } from '../auth/credentials.js';
 import { runStartup, startupVars } from './startup.js';
 import { ClientSession, type SessionServices } from './session.js';
 import { PgError, SqlState, toPgError } from '../protocol/errors.js';
-import { initParser, StatementAnalyzer } from '../sql/zz-tmp-analyze.js';
+import { initParser, StatementAnalyzer } from '../sql/analyze.js';
 import { initHash } from '../routing/hash.js';
 import { HashRing } from '../routing/ring.js';
 import { Router } from '../routing/router.js';
+import { queryShard } from '../pool/internal-query.js';
 
 export class PgShardServer {
   private server: net.Server | null = null;
@@ -49,7 +50,11 @@ export class PgShardServer {
       maxMessageBytes: cfg.limits.max_message_bytes,
       maxPreparedStatements: cfg.limits.max_prepared_statements_per_client,
       dryRun: cfg.dry_run,
+      schemaChanged: () => void this.learnColumns(),
     };
+    await this.learnColumns();
+    this.columnTimer = setInterval(() => void this.learnColumns(), 30_000);
+    this.columnTimer.unref();
     if (cfg.tls) this.tlsContext = tls.createSecureContext({ cert: readFileSync(cfg.tls.cert), key: readFileSync(cfg.tls.key) });
     const users = loadCredentials(cfg.users);
     const database = clientDatabase(cfg);
@@ -114,6 +119,36 @@ export class PgShardServer {
       });
   }
 
+  private columnTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * Learns the column order of the sharded tables from the first reachable shard, so that an INSERT
+   * without a column list can still be routed by its key. Failures only mean such INSERTs stay refused.
+   */
+  async learnColumns(): Promise<void> {
+    const tables = this.analyzer.shardedTables();
+    if (!tables.length) return;
+    const list = tables.map((t) => `'${t.replace(/'/g, "''")}'`).join(',');
+    const sql =
+      'SELECT c.relname, a.attname FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid ' +
+      `WHERE c.relname IN (${list}) AND c.relkind IN ('r','p') AND pg_catalog.pg_table_is_visible(c.oid) ` +
+      'AND a.attnum > 0 AND NOT a.attisdropped ORDER BY c.relname, a.attnum';
+    for (const pool of this.pools.values()) {
+      try {
+        const rows = await queryShard(pool, sql);
+        const found = new Map<string, string[]>();
+        for (const [rel, att] of rows) {
+          if (!found.has(rel!)) found.set(rel!, []);
+          found.get(rel!)!.push(att!);
+        }
+        for (const t of tables) this.analyzer.setColumns(t, found.get(t));
+        return;
+      } catch (e) {
+        this.log.debug({ shard: pool.shard.id, err: (e as Error).message }, 'could not read table columns');
+      }
+    }
+  }
+
   private cancel(pid: number, secret: number): void {
     const s = this.sessions.get(pid);
     if (s && s.key.secret === secret) s.cancel();
@@ -123,6 +158,7 @@ export class PgShardServer {
   async stop(graceMs = 10_000): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    if (this.columnTimer) clearInterval(this.columnTimer);
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     const deadline = Date.now() + graceMs;
     while (Date.now() < deadline && [...this.sessions.values()].some((s) => !s.isIdle)) await new Promise((r) => setTimeout(r, 50));

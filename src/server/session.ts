@@ -17,7 +17,7 @@ import { PgError, SqlState, toPgError } from '../protocol/errors.js';
 import type { BackendConnection, BackendListener } from '../pool/backend.js';
 import { sendCancel } from '../pool/backend.js';
 import type { ShardPool } from '../pool/pool.js';
-import type { Analysis, SessionEffect, StatementInfo } from '../sql/types.js';
+import type { Analysis, MergePlan, SessionEffect, StatementInfo } from '../sql/types.js';
 import type { BindParams } from '../routing/keys.js';
 import type { Router, Target } from '../routing/router.js';
 import { stateSyncSql } from '../pool/state-sync.js';
@@ -32,6 +32,8 @@ export interface SessionServices {
   maxMessageBytes: number;
   maxPreparedStatements: number;
   dryRun: boolean;
+  /** A table definition may have changed (DDL committed): routing facts learned from catalogs are stale. */
+  schemaChanged(): void;
 }
 
 export interface ClientInfo {
@@ -334,7 +336,7 @@ export class ClientSession implements BackendListener {
     const target = this.routeStatements(analysis, null);
     if (this.svc.dryRun) this.log.info({ route: describeTarget(target), sql: text.slice(0, 200) }, 'route');
     if (target.kind === 'error') return this.refuse(target.error);
-    if (target.kind === 'scatter') return this.runScatter(m, target.shards);
+    if (target.kind === 'scatter') return this.runScatter(m, target.shards, target.merge ?? null);
     const shard = target.kind === 'shard' ? target.shard : this.defaultShard();
     const ready = this.useShard(shard);
     if (ready === false) return false;
@@ -345,6 +347,7 @@ export class ClientSession implements BackendListener {
       this.syncPoints++;
       this.backend!.write(m.buf.subarray(m.start, m.end));
       if (stmts.some((s) => s.copy?.direction === 'from')) this.copyIn = true;
+      if (stmts.some((s) => /^(CREATE|ALTER|DROP) TABLE/.test(s.tag))) this.ddlSent = true;
     };
     if (ready === true) {
       send();
@@ -552,6 +555,7 @@ export class ClientSession implements BackendListener {
   }
 
   private skipUntilSync = false;
+  private ddlSent = false;
 
   private fallbackToBackend(msgs: FrontendMessage[], problem: { index: number; error: PgError }, endsWithSync: boolean): boolean {
     this.batch = msgs;
@@ -987,6 +991,10 @@ export class ClientSession implements BackendListener {
     else this.forward(buf, start, end);
     this.advance();
     if (status !== 'I' && this.backendPool) this.txShard = this.backendPool.shard.id;
+    if (status === 'I' && this.ddlSent) {
+      this.ddlSent = false;
+      this.svc.schemaChanged();
+    }
     if (this.syncPoints === 0 && !this.extendedOpen && !this.copyIn) {
       if (status === 'I') {
         this.txShard = null;
@@ -1132,13 +1140,13 @@ export class ClientSession implements BackendListener {
   }
 
   /** A read on several shards whose rows are concatenated; nothing else runs for the client meanwhile. */
-  private runScatter(m: FrontendMessage, shards: string[]): boolean | Promise<void> {
+  private runScatter(m: FrontendMessage, shards: string[], merge: MergePlan | null): boolean | Promise<void> {
     if (this.backend) {
       if (!this.idleBackend()) return false;
       this.releaseBackend();
     }
     const pools = shards.map((s) => this.svc.pools.get(s)!);
-    const sc = new ScatterQuery(this.socket, pools, Buffer.from(m.buf.subarray(m.start, m.end)), this.vars);
+    const sc = new ScatterQuery(this.socket, pools, Buffer.from(m.buf.subarray(m.start, m.end)), this.vars, merge);
     this.scatter = sc;
     return sc.run().finally(() => {
       this.scatter = null;
