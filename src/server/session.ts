@@ -57,6 +57,8 @@ interface Expectation {
   /** Session effects to apply as statements complete (simple Query: one per statement; Execute: one). */
   effects?: (SessionEffect | undefined)[];
   effectIndex?: number;
+  /** A row written right after the RowDescription (EXPLAIN's line naming the shard). */
+  prependRow?: Buffer;
   /** An internal statement expected to fail (recreating a failed transaction): no warning. */
   quiet?: boolean;
   /** For an injected or forwarded named Parse: forget the statement on the backend if it fails. */
@@ -343,7 +345,12 @@ export class ClientSession implements BackendListener {
     const send = () => {
       this.sendPreamble();
       const effects = stmts.map((s) => s.session);
-      this.push({ kind: 'query', swallow: false, effects, effectIndex: 0 });
+      const e: Expectation = { kind: 'query', swallow: false, effects, effectIndex: 0 };
+      if (stmts.length === 1 && stmts[0]!.explainText) {
+        const sh = this.backendPool!.shard;
+        e.prependRow = M.dataRow([`pgshard: runs on shard ${sh.id} (${sh.host}:${sh.port})`]);
+      }
+      this.push(e);
       this.syncPoints++;
       this.backend!.write(m.buf.subarray(m.start, m.end));
       if (stmts.some((s) => s.copy?.direction === 'from')) this.copyIn = true;
@@ -949,6 +956,13 @@ export class ClientSession implements BackendListener {
         break;
       case Backend.RowDescription:
         if (h.kind === 'describe') this.shift();
+        else if (h.prependRow) {
+          this.forward(buf, start, end);
+          this.flushRun();
+          this.socket.write(h.prependRow);
+          h.prependRow = undefined;
+          return;
+        }
         break;
       case Backend.CopyInResponse:
         this.copyIn = true;

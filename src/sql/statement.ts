@@ -94,7 +94,12 @@ function explain(schema: ShardingSchema, query: Node | undefined, options: Node[
       'EXPLAIN ANALYZE runs the INSERT; explain one shard key value at a time',
     );
   }
-  return { tag: 'EXPLAIN', readOnly: analyze ? inner.readOnly : true, route, notConcatenable: null, explain: true };
+  const format = options.find((o) => 'DefElem' in o && o.DefElem.defname === 'format');
+  const fmtArg = format && 'DefElem' in format ? format.DefElem.arg : undefined;
+  const fmt = fmtArg && 'String' in fmtArg ? fmtArg.String.sval?.toLowerCase() : undefined;
+  const d: Described = { tag: 'EXPLAIN', readOnly: analyze ? inner.readOnly : true, route, notConcatenable: null, explain: true };
+  if (fmt === undefined || fmt === 'text') d.explainText = true;
+  return d;
 }
 
 /** An INSERT whose rows go to several shards: it can only run split, not inside another statement. */

@@ -69,6 +69,8 @@ export interface StatementInfo {
   copy?: { direction: 'from' | 'to'; table: string | null };
   /** EXPLAIN of a statement: the inner statement's routing is in `route`. */
   explain?: boolean;
+  /** EXPLAIN in text format: pgshard prepends a line naming the shard it runs on. */
+  explainText?: boolean;
   /** Byte span of this statement in the original text (for splitting a multi-statement Query). */
   location: number;
   length: number;
