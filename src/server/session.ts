@@ -63,6 +63,10 @@ interface Expectation {
   quiet?: boolean;
   /** For an injected or forwarded named Parse: forget the statement on the backend if it fails. */
   parsedKey?: string;
+  /** A Parse into the backend's unnamed slot: if it is not carried out, the slot's content is unknown. */
+  unnamedParse?: boolean;
+  /** Run when the message completed (ParseComplete, CloseComplete, or pgshard's own answer was written). */
+  onDone?: () => void;
 }
 
 interface FrontendMessage {
@@ -261,7 +265,7 @@ export class ClientSession implements BackendListener {
   private step(m: FrontendMessage): boolean | Promise<void> {
     switch (m.type) {
       case Frontend.Query:
-        if (this.batch.length) return this.flushBatchFirst();
+        if (this.batch.length) return this.flushBatchFirst(m);
         return this.onQuery(m);
       case Frontend.Parse:
       case Frontend.Bind:
@@ -270,19 +274,21 @@ export class ClientSession implements BackendListener {
       case Frontend.Close:
         this.batch.push(m);
         this.batchBytes += m.end - m.start;
-        // Bound what is held: a client that never sends Sync still gets its messages run.
-        if (this.batch.length >= 1000 || this.batchBytes > 8 << 20) return this.dispatchBatch(false);
+        // Bound what is held: a client that never sends Sync still gets its messages run (when the
+        // backend can take them now; otherwise at the next message).
+        if (this.batch.length >= 1000 || this.batchBytes > 8 << 20) {
+          const r = this.dispatchBatch(null, false);
+          return r === false ? true : r;
+        }
         return true;
       case Frontend.Sync:
-        this.batch.push(m);
-        return this.dispatchBatch(true);
+        return this.dispatchBatch(m, true);
       case Frontend.Flush:
         if (this.batch.length === 0) {
           if (this.backend) this.backend.write(m.buf.subarray(m.start, m.end));
           return true;
         }
-        this.batch.push(m);
-        return this.dispatchBatch(false);
+        return this.dispatchBatch(m, false);
       case Frontend.CopyData:
       case Frontend.CopyDone:
       case Frontend.CopyFail:
@@ -304,9 +310,13 @@ export class ClientSession implements BackendListener {
     }
   }
 
-  private flushBatchFirst(): boolean | Promise<void> {
-    // A Query while extended messages wait for Sync: run them first, as Postgres would in order.
-    return this.dispatchBatch(false);
+  /** A Query while extended messages wait for Sync: run them first, as Postgres would, then the Query. */
+  private flushBatchFirst(m: FrontendMessage): boolean | Promise<void> {
+    const r = this.dispatchBatch(null, false);
+    if (r === false) return false;
+    if (r === true) return this.onQuery(m);
+    // The pump takes the Query off the queue when a promise is returned: put it back to run next.
+    return r.then(() => void this.queue.unshift(m));
   }
 
   // ---------------------------------------------------------------- simple Query
@@ -380,8 +390,13 @@ export class ClientSession implements BackendListener {
         }
       };
     }
-    if (eff?.type === 'deallocate' && !this.backend && this.localTx !== 'failed') {
+    // Never sent to a backend: its statements are pgshard's, shared with other clients.
+    if (eff?.type === 'deallocate' && this.localTx !== 'failed') {
       return () => {
+        if (this.backend?.txStatus === 'E') {
+          this.replyError(new PgError(SqlState.InFailedSqlTransaction, 'current transaction is aborted, commands ignored until end of transaction block'), false);
+          return;
+        }
         if (eff.name === null) this.statements.clear();
         else if (!this.statements.delete(eff.name)) {
           this.replyError(new PgError(SqlState.InvalidSqlStatementName, `prepared statement "${eff.name}" does not exist`), false);
@@ -442,7 +457,16 @@ export class ClientSession implements BackendListener {
   /** Inside a transaction every statement must go where the transaction is. */
   private inTransactionShard(t: Target): Target {
     const pinned = this.txShard;
-    if (!pinned) return t;
+    if (!pinned) {
+      if (t.kind === 'scatter' && this.localTx !== 'none')
+        return {
+          kind: 'error',
+          error: new PgError(SqlState.FeatureNotSupported, 'a statement reaching several shards inside a transaction block is not supported yet', {
+            hint: 'Run it outside the transaction, or add a condition on the shard key.',
+          }),
+        };
+      return t;
+    }
     if (t.kind === 'home') return { kind: 'shard', shard: pinned };
     if (t.kind === 'shard' && t.shard === pinned) return t;
     if (t.kind === 'error') return t;
@@ -462,19 +486,26 @@ export class ClientSession implements BackendListener {
 
   // ---------------------------------------------------------------- extended protocol
 
-  private dispatchBatch(endsWithSync: boolean): boolean | Promise<void> {
-    const msgs = this.batch;
+  private dispatchBatch(last: FrontendMessage | null, endsWithSync: boolean): boolean | Promise<void> {
+    const msgs = last ? [...this.batch, last] : this.batch;
     // Decide the target from the statements the batch executes.
     let target: Target = { kind: 'home' };
     let problem: { index: number; error: PgError } | null = null;
     const stmtByPortal = new Map<string, PortalInfo>();
+    const names = new Map<string, boolean>(); // statement names parsed (true) or closed (false) in this batch
     for (let i = 0; i < msgs.length && !problem; i++) {
       const m = msgs[i]!;
       try {
         if (m.type === Frontend.Parse) {
           const st = this.readParse(m);
-          if (st.name !== '' && this.statements.has(st.name) && !msgs.slice(0, i).some((x) => x.type === Frontend.Close))
-            problem = { index: i, error: new PgError(SqlState.DuplicatePreparedStatement, `prepared statement "${st.name}" already exists`) };
+          const exists = names.has(st.name) ? names.get(st.name)! : this.statements.has(st.name);
+          if (st.name !== '' && exists) problem = { index: i, error: new PgError(SqlState.DuplicatePreparedStatement, `prepared statement "${st.name}" already exists`) };
+          else {
+            this.checkStatementLimit(st.name);
+            names.set(st.name, true);
+          }
+        } else if (m.type === Frontend.Close) {
+          if (m.buf[m.start + 5] === 0x53) names.set(M.readCString(m.buf, m.start + 6, m.end)[0], false);
         } else if (m.type === Frontend.Bind) {
           const b = this.readBind(m, msgs, i);
           if (b.error) problem = { index: i, error: b.error };
@@ -510,7 +541,8 @@ export class ClientSession implements BackendListener {
         problem = { index: firstExec >= 0 ? firstExec : 0, error: t.error };
       } else target = t;
     }
-    const shard = target.kind === 'shard' ? target.shard : this.defaultShard();
+    // A refused batch fails where the client's work already is (its transaction's shard), never elsewhere.
+    const shard = !problem && target.kind === 'shard' ? target.shard : this.defaultShard();
     if (problem && !this.backend) {
       // Nothing of the batch runs anywhere yet: answer the messages before the problem ourselves only if
       // they are harmless; the simplest exact answer is to run that prefix on the home shard.
@@ -518,7 +550,25 @@ export class ClientSession implements BackendListener {
         return this.answerBatchLocally(msgs, problem, endsWithSync);
       }
     }
-    const ready = this.useShard(shard);
+    if (this.backend && this.extendedOpen && this.backendPool!.shard.id !== shard) {
+      if (this.openExecuted) {
+        problem = { index: 0, error: crossShardBatch() };
+        return this.dispatchProblemHere(msgs, problem, endsWithSync);
+      }
+      // Only Parse/Describe ran there (postgres.js describes before it binds): end that sequence.
+      this.push({ kind: 'sync', swallow: true });
+      this.syncPoints++;
+      this.backend.write(SYNC);
+      this.extendedOpen = false;
+    }
+    let ready: boolean | Promise<void>;
+    try {
+      ready = this.useShard(shard);
+    } catch (e) {
+      this.batch = [];
+      this.batchBytes = 0;
+      throw e;
+    }
     if (ready === false) return false;
     this.batch = [];
     this.batchBytes = 0;
@@ -528,6 +578,14 @@ export class ClientSession implements BackendListener {
       return true;
     }
     return ready.then(send);
+  }
+
+  /** Sends a refused batch to the backend the client's work is on. */
+  private dispatchProblemHere(msgs: FrontendMessage[], problem: { index: number; error: PgError }, endsWithSync: boolean): boolean {
+    this.batch = [];
+    this.batchBytes = 0;
+    this.sendBatch(msgs, problem, endsWithSync);
+    return true;
   }
 
   /** A batch that fails before anything reached a backend: answers in order, skip to Sync. */
@@ -562,6 +620,8 @@ export class ClientSession implements BackendListener {
   }
 
   private skipUntilSync = false;
+  /** An Execute was sent in the open (not yet Synced) extended sequence. */
+  private openExecuted = false;
   private ddlSent = false;
 
   private fallbackToBackend(msgs: FrontendMessage[], problem: { index: number; error: PgError }, endsWithSync: boolean): boolean {
@@ -599,15 +659,21 @@ export class ClientSession implements BackendListener {
 
   private rememberParse(m: FrontendMessage): { name: string; st: ClientStatement } {
     const r = this.readParse(m);
-    if (r.name === '') this.unnamed = r.st;
-    else {
-      if (this.statements.size >= this.svc.maxPreparedStatements && !this.statements.has(r.name))
-        throw new PgError('54000', `too many prepared statements on this connection (limit ${this.svc.maxPreparedStatements})`, {
-          hint: 'Close or DEALLOCATE statements no longer needed, or raise limits.max_prepared_statements_per_client.',
-        });
-      this.statements.set(r.name, r.st);
-    }
+    this.commitParse(r.name, r.st);
     return r;
+  }
+
+  /** A Parse took effect: the client's statement exists from now on. */
+  private commitParse(name: string, st: ClientStatement): void {
+    if (name === '') this.unnamed = st;
+    else this.statements.set(name, st);
+  }
+
+  private checkStatementLimit(name: string): void {
+    if (name !== '' && this.statements.size >= this.svc.maxPreparedStatements && !this.statements.has(name))
+      throw new PgError('54000', `too many prepared statements on this connection (limit ${this.svc.maxPreparedStatements})`, {
+        hint: 'Close or DEALLOCATE statements no longer needed, or raise limits.max_prepared_statements_per_client.',
+      });
   }
 
   private applyClose(m: FrontendMessage): void {
@@ -648,24 +714,31 @@ export class ClientSession implements BackendListener {
     this.sendPreamble(out);
     const stop = problem ? problem.index : msgs.length;
     const boundPortals = new Map<string, PortalInfo>();
+    // Statements as this batch sees them: its own Parses and Closes take effect only when the backend
+    // carries them out (not when skipped after an error), so they are committed by the answers.
+    const view = new Map<string, ClientStatement | null>();
+    const lookup = (name: string): ClientStatement | undefined =>
+      view.has(name) ? (view.get(name) ?? undefined) : name === '' ? (this.unnamed ?? undefined) : this.statements.get(name);
     for (let i = 0; i < stop; i++) {
       const m = msgs[i]!;
       const raw = m.buf.subarray(m.start, m.end);
       switch (m.type) {
         case Frontend.Parse: {
-          const { name, st } = this.rememberParse(m);
+          const { name, st } = this.readParse(m);
+          view.set(name, st);
+          const onDone = () => this.commitParse(name, st);
           if (name === '') {
             be.unnamedKey = st.key;
             be.unnamedOwner = this.info.id;
-            this.push({ kind: 'parse', swallow: false });
+            this.push({ kind: 'parse', swallow: false, onDone, unnamedParse: true });
             out.push(raw);
           } else {
             const existing = be.statements.get(st.key);
-            if (existing) this.push({ kind: 'synthetic', swallow: false, synthetic: () => M.parseComplete });
+            if (existing) this.push({ kind: 'synthetic', swallow: false, synthetic: () => M.parseComplete, onDone });
             else {
               const bname = be.newStatementName();
               be.statements.set(st.key, bname);
-              this.push({ kind: 'parse', swallow: false, parsedKey: st.key });
+              this.push({ kind: 'parse', swallow: false, parsedKey: st.key, onDone });
               out.push(buildParse(bname, st));
             }
           }
@@ -674,7 +747,7 @@ export class ClientSession implements BackendListener {
         case Frontend.Bind: {
           const [portal, p1] = M.readCString(m.buf, m.start + 5, m.end);
           const [stmtName, p2] = M.readCString(m.buf, p1, m.end);
-          const st = stmtName === '' ? this.unnamed : this.statements.get(stmtName);
+          const st = lookup(stmtName);
           if (!st) {
             // Not known to pgshard: let the backend answer (it will say the statement does not exist).
             this.push({ kind: 'bind', swallow: false });
@@ -692,7 +765,7 @@ export class ClientSession implements BackendListener {
           const kind = m.buf[m.start + 5];
           if (kind === 0x53) {
             const [name, p] = M.readCString(m.buf, m.start + 6, m.end);
-            const st = name === '' ? this.unnamed : this.statements.get(name);
+            const st = lookup(name);
             if (st) {
               const bname = this.ensurePrepared(be, st, name === '', out);
               out.push(bname === name ? raw : replaceName(m.buf, m.start, m.end, m.start + 6, p - 1, bname));
@@ -714,8 +787,8 @@ export class ClientSession implements BackendListener {
         case Frontend.Close: {
           const kind = m.buf[m.start + 5];
           if (kind === 0x53) {
-            this.applyClose(m);
-            this.push({ kind: 'synthetic', swallow: false, synthetic: () => M.closeComplete });
+            view.set(M.readCString(m.buf, m.start + 6, m.end)[0], null);
+            this.push({ kind: 'synthetic', swallow: false, synthetic: () => M.closeComplete, onDone: () => this.applyClose(m) });
           } else {
             this.applyClose(m);
             this.push({ kind: 'close', swallow: false });
@@ -745,7 +818,11 @@ export class ClientSession implements BackendListener {
       } else this.skipUntilSync = true;
     }
     this.extendedOpen = !endsWithSync;
-    if (!endsWithSync) out.push(FLUSH);
+    if (endsWithSync) this.openExecuted = false;
+    else {
+      if (msgs.some((x) => x.type === Frontend.Execute)) this.openExecuted = true;
+      out.push(FLUSH);
+    }
     if (out.length) be.writev(out);
     this.advance();
   }
@@ -756,7 +833,7 @@ export class ClientSession implements BackendListener {
       if (be.unnamedKey !== st.key || be.unnamedOwner !== this.info.id) {
         be.unnamedKey = st.key;
         be.unnamedOwner = this.info.id;
-        this.push({ kind: 'parse', swallow: true });
+        this.push({ kind: 'parse', swallow: true, unnamedParse: true });
         out.push(buildParse('', st));
       }
       return '';
@@ -888,6 +965,7 @@ export class ClientSession implements BackendListener {
     this.expectHead = 0;
     this.syncPoints = 0;
     this.extendedOpen = false;
+    this.openExecuted = false;
     this.copyIn = false;
   }
 
@@ -903,6 +981,7 @@ export class ClientSession implements BackendListener {
       this.expectHead++;
       this.flushRun();
       this.socket.write(h.synthetic!());
+      h.onDone?.();
     }
   }
 
@@ -952,7 +1031,7 @@ export class ClientSession implements BackendListener {
       case Backend.BindComplete:
       case Backend.CloseComplete:
       case Backend.NoData:
-        if (h.kind !== 'query') this.shift();
+        if (h.kind !== 'query') this.shift()?.onDone?.();
         break;
       case Backend.RowDescription:
         if (h.kind === 'describe') this.shift();
@@ -978,7 +1057,7 @@ export class ClientSession implements BackendListener {
   private onBackendError(h: Expectation, buf: Buffer, start: number, end: number): void {
     this.errorInUnit = true;
     this.copyIn = false;
-    if (h.parsedKey !== undefined && this.backend) this.backend.statements.delete(h.parsedKey);
+    this.skipped(h);
     if (h.replaceError) {
       this.flushRun();
       this.socket.write(h.replaceError);
@@ -993,7 +1072,13 @@ export class ClientSession implements BackendListener {
     if (h.kind === 'query' || h.kind === 'sync') return; // the unit goes on to ReadyForQuery
     // Extended protocol: the backend skips everything up to Sync, so do the expectations.
     this.shift();
-    while (this.expectHead < this.expect.length && this.expect[this.expectHead]!.kind !== 'sync') this.shift();
+    while (this.expectHead < this.expect.length && this.expect[this.expectHead]!.kind !== 'sync') this.skipped(this.shift()!);
+  }
+
+  /** A message the backend did not carry out (failed, or skipped after an error). */
+  private skipped(h: Expectation): void {
+    if (h.parsedKey !== undefined && this.backend) this.backend.statements.delete(h.parsedKey);
+    if (h.unnamedParse && this.backend) this.backend.unnamedKey = null;
   }
 
   private onReadyForQuery(h: Expectation, buf: Buffer, start: number, end: number): void {
@@ -1245,16 +1330,17 @@ export function decodeBindParams(buf: Buffer, pos: number, end: number): BindPar
   return { values, formats };
 }
 
+function crossShardBatch(): PgError {
+  return new PgError(SqlState.FeatureNotSupported, 'the statements before this Sync reach different shards, which needs distributed transactions (not supported yet)', {
+    hint: 'Send a Sync between statements on different shard keys, or keep the batch on one shard key value.',
+  });
+}
+
 function mergeTargets(a: Target, b: Target): Target {
   if (a.kind === 'home') return b;
   if (b.kind === 'home') return a;
   if (a.kind === 'shard' && b.kind === 'shard' && a.shard === b.shard) return a;
-  return {
-    kind: 'error',
-    error: new PgError(SqlState.FeatureNotSupported, 'the statements before this Sync reach different shards, which needs distributed transactions (not supported yet)', {
-      hint: 'Send a Sync between statements on different shard keys, or keep the batch on one shard key value.',
-    }),
-  };
+  return { kind: 'error', error: crossShardBatch() };
 }
 
 function describeTarget(t: Target): string {

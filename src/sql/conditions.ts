@@ -1,5 +1,6 @@
 import type { Node, SubLink } from 'libpg-query';
 import type { KeyExpr } from './types.js';
+import type { KeyType } from '../config/schema.js';
 import { conjuncts, forEachSubLink, operatorName, stripCasts } from './ast.js';
 import { asNested, queryBlock, type BlockState } from './block.js';
 import { anyKeys, dedupeKeys, keyExprOf, listKeys } from './keys.js';
@@ -155,8 +156,8 @@ function applyAtom(block: BlockState, atom: Atom, mode: ConditionMode): void {
     const ra = columnOf(block, atom.a);
     const rb = columnOf(block, atom.b);
     if (ra !== null && rb !== null) linkColumns(block, ra, rb, mode);
-    else if (ra !== null && !ra.outer) restrictColumn(block, ra, mode, (t) => one(keyExprOf(atom.b, t)));
-    else if (rb !== null && !rb.outer) restrictColumn(block, rb, mode, (t) => one(keyExprOf(atom.a, t)));
+    else if (ra !== null && !ra.outer) restrictColumn(block, ra, mode, (t) => one(keyOrInvalid(atom.b, t)));
+    else if (rb !== null && !rb.outer) restrictColumn(block, rb, mode, (t) => one(keyOrInvalid(atom.a, t)));
     return;
   }
   const r = columnOf(block, atom.col);
@@ -255,8 +256,8 @@ function branchRestrictions(block: BlockState, expr: Node): Map<number, KeyExpr[
       if (atom.kind === 'eq') {
         const ra = columnOf(block, atom.a);
         const rb = columnOf(block, atom.b);
-        if (ra !== null && rb === null && !ra.outer) for (const o of ra.occs) add(o, one(keyExprOf(atom.b, ctx.occurrences[o]!.keyType)));
-        if (rb !== null && ra === null && !rb.outer) for (const o of rb.occs) add(o, one(keyExprOf(atom.a, ctx.occurrences[o]!.keyType)));
+        if (ra !== null && rb === null && !ra.outer) for (const o of ra.occs) add(o, one(keyOrInvalid(atom.b, ctx.occurrences[o]!.keyType)));
+        if (rb !== null && ra === null && !rb.outer) for (const o of rb.occs) add(o, one(keyOrInvalid(atom.a, ctx.occurrences[o]!.keyType)));
         continue;
       }
       const r = columnOf(block, atom.col);
@@ -302,4 +303,16 @@ export function subLink(block: BlockState, s: SubLink, mode: ConditionMode | nul
       }
     }
   });
+}
+
+/**
+ * A literal that is not a valid value of the key's type (`id = 'abc'` for a bigint key) makes Postgres
+ * fail the statement while analysing it, on any shard: it needs no particular shard, like a NULL key, and
+ * one shard then answers with Postgres's own error (22P02).
+ */
+function keyOrInvalid(node: Node, keyType: KeyType): KeyExpr | undefined {
+  const k = keyExprOf(node, keyType);
+  if (k !== undefined || keyType === 'text') return k;
+  const n = stripCasts(node);
+  return 'A_Const' in n && n.A_Const.sval !== undefined ? { kind: 'null' } : undefined;
 }

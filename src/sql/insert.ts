@@ -1,6 +1,6 @@
 import type { InsertStmt, Node, ResTarget, SelectStmt } from 'libpg-query';
 import type { KeyExpr, RouteSpec } from './types.js';
-import { forEachSubLink, namesOf } from './ast.js';
+import { forEachSubLink, namesOf, stripCasts } from './ast.js';
 import { asNested, BlockState, EMPTY_KEYS, finishWith, keyMap, occsSince, outputsOf, queryBlock, withScope, type BlockResult, type Env } from './block.js';
 import { subLink } from './conditions.js';
 import { StatementContext, refusal } from './context.js';
@@ -67,7 +67,10 @@ export function insertBlock(env: Env, stmt: InsertStmt, parent: Scope | null, ou
         const item = values[i]![keyIndex];
         const k = item === undefined ? undefined : keyExprOf(item, t.keyType);
         if (item !== undefined && 'SetToDefault' in item) mustGive(`row ${i + 1} has DEFAULT for "${t.key}"`);
-        else if (k === undefined) mustGive(`row ${i + 1}: the shard key must be a literal or a parameter`);
+        else if (k === undefined && item !== undefined && invalidLiteral(item)) {
+          const lit = invalidLiteral(item)!;
+          ctx.refuse(`invalid input syntax for type ${t.keyType === 'int' ? 'integer' : t.keyType}: "${lit}"`, undefined, '22P02');
+        } else if (k === undefined) mustGive(`row ${i + 1}: the shard key must be a literal or a parameter`);
         else if (k.kind === 'null') mustGive(`row ${i + 1} has NULL for "${t.key}"`);
         else {
           rowKeys.push(k);
@@ -205,4 +208,10 @@ export function insertStatement(schema: ShardingSchema, stmt: InsertStmt): { rou
   };
   if (a.rows !== undefined) out.insertRows = a.rows;
   return out;
+}
+
+/** The text of a string literal that is not a valid value of the key type (Postgres answers 22P02 for it). */
+function invalidLiteral(item: Node): string | undefined {
+  const n = stripCasts(item);
+  return 'A_Const' in n && n.A_Const.sval !== undefined ? (n.A_Const.sval.sval ?? '') : undefined;
 }

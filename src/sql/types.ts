@@ -45,7 +45,96 @@ export type MergeAggregate = 'count' | 'sum' | 'min' | 'max';
 
 /** How the shards' one-row results of an aggregate-only SELECT combine into one row (one entry per column). */
 export interface MergePlan {
+  /** The original one-row merge (one entry per column); empty when `rewrite` or `refuse` is set. */
   aggregates: MergeAggregate[];
+  /** The general cross-shard plan (src/sql/merge.ts): what each shard runs and how pgshard merges. */
+  rewrite?: CrossShardPlan;
+  /** The statement cannot be answered exactly across shards: the router refuses it (0A000) with this. */
+  refuse?: { message: string; hint?: string };
+}
+
+/**
+ * A cross-shard SELECT: the statement each shard runs (rewritten where needed) and the merge pgshard
+ * applies to the shards' rows. Column numbers index a shard row; a negative number counts from its end
+ * (hidden columns are appended after the client's, whose number a `*` leaves unknown until run time).
+ */
+export interface CrossShardPlan {
+  /** Sent to every shard instead of the client's text; absent when the client's statement runs unchanged. */
+  sql?: string;
+  /** How many trailing columns of a shard row are pgshard's own (stripped before the client sees a row). */
+  hidden: number;
+  /** Streaming merge of rows (no aggregation across shards). */
+  rows?: RowMergePlan;
+  /** Aggregation: shard rows are partial groups, combined by group key and finished in pgshard. */
+  groups?: GroupMergePlan;
+}
+
+export interface SortKey {
+  column: number;
+  desc: boolean;
+  nullsFirst: boolean;
+  /** An explicit COLLATE "C"/"POSIX": bytes order, whatever the database's collation. */
+  byteOrder?: boolean;
+}
+
+export interface LimitPlan {
+  /** null: no LIMIT (only an OFFSET). */
+  count: number | null;
+  offset: number;
+  withTies?: boolean;
+}
+
+export interface RowMergePlan {
+  /** k-way merge keys; empty: the shards' rows are concatenated as they come. */
+  order: SortKey[];
+  /**
+   * Duplicate removal on these columns (DISTINCT: every client column, null = all; DISTINCT ON: its
+   * expressions; UNION). `adjacent`: the order makes duplicates neighbours (memory: one row), else a hash
+   * set of the rows seen (memory: the distinct rows).
+   */
+  distinct?: { columns: number[] | null; adjacent: boolean; orderKeys?: number };
+  limit?: LimitPlan;
+}
+
+/** A value computed by pgshard from merged aggregates (see src/execute/merge/evaluate.ts). */
+export type FinalExpr =
+  | { agg: number }
+  | { column: number }
+  | { const: string | null; type: 'int4' | 'int8' | 'numeric' | 'bool' | 'text' | 'unknown' }
+  | { op: string; args: FinalExpr[] }
+  | { fn: string; args: FinalExpr[] }
+  | { cast: string; typmod?: number[]; arg: FinalExpr };
+
+export interface AggregateKey {
+  /** Column of the per-shard array holding this key's values. */
+  column: number;
+  desc: boolean;
+  nullsFirst: boolean;
+  byteOrder?: boolean;
+}
+
+/** One aggregate of the statement and the shard columns holding its partial results. */
+export type AggregatePlan =
+  | { fn: 'count' | 'sum' | 'min' | 'max' | 'bool_and' | 'bool_or'; column: number }
+  | { fn: 'avg'; sum: number; count: number }
+  | { fn: 'var_samp' | 'var_pop' | 'stddev_samp' | 'stddev_pop'; count: number; sum: number; squares: number }
+  | { fn: 'string_agg'; values: number; keys: AggregateKey[]; delimiter: string }
+  | { fn: 'array_agg'; values: number; keys: AggregateKey[] }
+  /** count/sum/avg(DISTINCT x): over the distinct values of the plan's `distinctOn` column; `filter` is a bool_or(FILTER) column. */
+  | { fn: 'count_distinct' | 'sum_distinct' | 'avg_distinct'; filter?: number };
+
+export interface GroupMergePlan {
+  /** Shard columns holding the GROUP BY values (the group's identity); empty: one group. */
+  keys: number[];
+  /** count/sum/avg(DISTINCT x): shards also group by x, in this column; pgshard keeps each group's set of x. */
+  distinctOn?: number;
+  aggregates: AggregatePlan[];
+  /** One per client column. */
+  outputs: FinalExpr[];
+  having?: FinalExpr;
+  order: { expr: FinalExpr; desc: boolean; nullsFirst: boolean; byteOrder?: boolean }[];
+  distinct?: boolean;
+  limit?: LimitPlan;
 }
 
 export interface StatementInfo {
