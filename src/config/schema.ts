@@ -69,6 +69,17 @@ const limits = z
   })
   .strict();
 
+const transactions = z
+  .object({
+    /** Names this instance in global transaction ids; instances sharing shards need different ids. */
+    instance_id: z.string().regex(/^[A-Za-z0-9]+$/, 'letters and digits only').optional(),
+    /** The two-phase commit decision log (fsynced). Default: .pgshard/txlog-<instance>.jsonl */
+    log_file: z.string().optional(),
+    /** How often prepared transactions left by a crash are looked for and finished. */
+    recovery_interval_ms: z.number().int().min(100).default(30_000),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     listen: z
@@ -88,6 +99,7 @@ export const configSchema = z
     dry_run: z.boolean().default(false),
     pool: pool.default(pool.parse({})),
     limits: limits.default(limits.parse({})),
+    transactions: transactions.default(transactions.parse({})),
     tls: z.object({ cert: z.string(), key: z.string() }).strict().optional(),
     log: z
       .object({

@@ -19,6 +19,10 @@ import { initHash } from '../routing/hash.js';
 import { HashRing } from '../routing/ring.js';
 import { Router } from '../routing/router.js';
 import { queryShard } from '../pool/internal-query.js';
+import { TxLog } from '../execute/txlog.js';
+import { TransactionCoordinator } from '../execute/two-phase.js';
+import { hostname } from 'node:os';
+import path from 'node:path';
 
 export class PgShardServer {
   private server: net.Server | null = null;
@@ -42,6 +46,13 @@ export class PgShardServer {
     this.router = new Router(ring, cfg.tables);
     this.analyzer = new StatementAnalyzer(cfg.tables, cfg.unknown_tables, cfg.limits.statement_cache_size);
     const analyzer = this.analyzer;
+    const instance = cfg.transactions.instance_id ?? `${hostname().replace(/[^A-Za-z0-9]/g, '')}${cfg.listen.port}`;
+    this.txlog = TxLog.open(cfg.transactions.log_file ?? path.resolve('.pgshard', `txlog-${instance}.jsonl`));
+    this.coordinator = new TransactionCoordinator(instance, this.txlog, this.pools, this.log);
+    // Transactions a crash left prepared are finished before clients come; later runs catch shards that were down.
+    await this.coordinator.recover().catch((e) => this.log.warn({ err: (e as Error).message }, 'recovery failed'));
+    this.recoveryTimer = setInterval(() => void this.coordinator.recover().catch(() => undefined), cfg.transactions.recovery_interval_ms);
+    this.recoveryTimer.unref();
     this.services = {
       pools: this.pools,
       router: this.router,
@@ -51,6 +62,7 @@ export class PgShardServer {
       maxPreparedStatements: cfg.limits.max_prepared_statements_per_client,
       dryRun: cfg.dry_run,
       schemaChanged: () => void this.learnColumns(),
+      coordinator: this.coordinator,
     };
     await this.learnColumns();
     this.columnTimer = setInterval(() => void this.learnColumns(), 30_000);
@@ -120,6 +132,9 @@ export class PgShardServer {
   }
 
   private columnTimer: NodeJS.Timeout | null = null;
+  private recoveryTimer: NodeJS.Timeout | null = null;
+  coordinator!: TransactionCoordinator;
+  private txlog: TxLog | null = null;
 
   /**
    * Learns the column order of the sharded tables from the first reachable shard, so that an INSERT
@@ -159,11 +174,14 @@ export class PgShardServer {
     if (this.stopping) return;
     this.stopping = true;
     if (this.columnTimer) clearInterval(this.columnTimer);
+    if (this.recoveryTimer) clearInterval(this.recoveryTimer);
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     const deadline = Date.now() + graceMs;
     while (Date.now() < deadline && [...this.sessions.values()].some((s) => !s.isIdle)) await new Promise((r) => setTimeout(r, 50));
     const bye = new PgError(SqlState.AdminShutdown, 'terminating connection due to administrator command', { severity: 'FATAL' });
     for (const s of this.sessions.values()) s.close(bye);
+    this.coordinator?.close();
     await Promise.all([...this.pools.values()].map((p) => p.close()));
+    this.txlog?.close();
   }
 }

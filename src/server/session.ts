@@ -16,12 +16,14 @@ import * as M from '../protocol/messages.js';
 import { PgError, SqlState, toPgError } from '../protocol/errors.js';
 import type { BackendConnection, BackendListener } from '../pool/backend.js';
 import { sendCancel } from '../pool/backend.js';
+import { runQuery } from '../pool/internal-query.js';
 import type { ShardPool } from '../pool/pool.js';
 import type { Analysis, MergePlan, SessionEffect, StatementInfo } from '../sql/types.js';
 import type { BindParams } from '../routing/keys.js';
 import type { Router, Target } from '../routing/router.js';
-import { stateSyncSql } from '../pool/state-sync.js';
+import { quoteIdent, stateSyncSql } from '../pool/state-sync.js';
 import { ScatterQuery } from '../execute/scatter.js';
+import type { Participant, TransactionCoordinator } from '../execute/two-phase.js';
 import { buildParse, replaceName, statementKey, type ClientStatement } from './statements.js';
 
 export interface SessionServices {
@@ -34,6 +36,7 @@ export interface SessionServices {
   dryRun: boolean;
   /** A table definition may have changed (DDL committed): routing facts learned from catalogs are stale. */
   schemaChanged(): void;
+  coordinator: TransactionCoordinator;
 }
 
 export interface ClientInfo {
@@ -121,6 +124,15 @@ export class ClientSession implements BackendListener {
   private portals = new Map<string, PortalInfo>();
   private sessionShard: string | null = null;
   readonly homeShard: string;
+
+  // A transaction on several shards: the participants not receiving statements right now, the current
+  // one's writes, the BEGIN that started it (replayed on shards that join), its active savepoints.
+  private parked = new Map<string, Participant>();
+  private curWrote = false;
+  private joinTx = false;
+  private beginSql = 'BEGIN';
+  private savepoints: string[] = [];
+  private parkedLost: PgError | null = null;
 
   // Transaction state while no backend holds it: a BEGIN not yet sent, or a transaction pgshard failed.
   private localTx: 'none' | 'begin-pending' | 'failed' = 'none';
@@ -336,6 +348,20 @@ export class ClientSession implements BackendListener {
         return true;
       }
     }
+    if (stmts.length === 1 && analysis.parseError === null && this.parked.size > 0) {
+      const tx = stmts[0]!.tx;
+      if (tx?.type === 'commit' || tx?.type === 'rollback') {
+        if (this.backend && !this.idleBackend()) return false;
+        return this.endDistributed(tx.type === 'commit', (tag, err) => this.replyLocal([err ? err.toMessage() : M.commandComplete(tag!)], 'I'));
+      }
+      if (tx?.type === 'other') return this.refuse(new PgError(SqlState.FeatureNotSupported, `${stmts[0]!.tag} in a transaction on several shards is not supported`));
+      if ((tx?.type === 'savepoint' || tx?.type === 'release' || tx?.type === 'rollback-to') && !this.rebroadcast) {
+        if (this.backend && !this.idleBackend()) return false;
+        // Savepoints span every participant: the parked ones first, then the statement goes on as usual.
+        const sql = text;
+        return this.runOnParked(sql).then(() => void this.queue.unshift(m));
+      }
+    }
     if (this.localTx === 'failed') {
       if (this.backend && !this.idleBackend()) return false;
       this.replyLocal(
@@ -364,6 +390,8 @@ export class ClientSession implements BackendListener {
       this.syncPoints++;
       this.backend!.write(m.buf.subarray(m.start, m.end));
       if (stmts.some((s) => s.copy?.direction === 'from')) this.copyIn = true;
+      if (stmts.some((s) => !s.readOnly)) this.curWrote = true;
+      if (stmts.length === 1) this.noteSavepoint(stmts[0]!);
       if (stmts.some((s) => /^(CREATE|ALTER|DROP) TABLE/.test(s.tag))) this.ddlSent = true;
     };
     if (ready === true) {
@@ -412,6 +440,7 @@ export class ClientSession implements BackendListener {
       return () => {
         this.localTx = 'begin-pending';
         this.pendingBegin = text;
+        this.beginSql = text;
         this.replyLocal([M.commandComplete('BEGIN')], 'T');
       };
     }
@@ -456,28 +485,19 @@ export class ClientSession implements BackendListener {
 
   /** Inside a transaction every statement must go where the transaction is. */
   private inTransactionShard(t: Target): Target {
-    const pinned = this.txShard;
-    if (!pinned) {
-      if (t.kind === 'scatter' && this.localTx !== 'none')
-        return {
-          kind: 'error',
-          error: new PgError(SqlState.FeatureNotSupported, 'a statement reaching several shards inside a transaction block is not supported yet', {
-            hint: 'Run it outside the transaction, or add a condition on the shard key.',
-          }),
-        };
-      return t;
-    }
-    if (t.kind === 'home') return { kind: 'shard', shard: pinned };
-    if (t.kind === 'shard' && t.shard === pinned) return t;
-    if (t.kind === 'error') return t;
-    return {
-      kind: 'error',
-      error: new PgError(
-        SqlState.FeatureNotSupported,
-        `this transaction is on shard "${pinned}" and the statement reaches ${t.kind === 'shard' ? `shard "${t.shard}"` : 'several shards'}; transactions across shards are not supported yet`,
-        { hint: 'Keep each transaction on one shard key value, or run the statement outside the transaction.' },
-      ),
-    };
+    const inTx = this.txShard !== null || this.parked.size > 0;
+    if (t.kind === 'scatter' && (inTx || this.localTx !== 'none'))
+      return {
+        kind: 'error',
+        error: new PgError(SqlState.FeatureNotSupported, 'a statement reaching several shards inside a transaction block is not supported yet', {
+          hint: 'Run it outside the transaction, or add a condition on the shard key.',
+        }),
+      };
+    if (!inTx || t.kind === 'error') return t;
+    const cur = this.backendPool?.shard.id ?? this.txShard!;
+    // A failed transaction stays where it failed: that shard answers 25P02 until ROLLBACK, as Postgres.
+    if (t.kind === 'home' || this.backend?.txStatus === 'E') return { kind: 'shard', shard: cur };
+    return t; // another shard joins the transaction
   }
 
   private defaultShard(): string {
@@ -541,6 +561,15 @@ export class ClientSession implements BackendListener {
         problem = { index: firstExec >= 0 ? firstExec : 0, error: t.error };
       } else target = t;
     }
+    if (!problem && this.parked.size > 0) {
+      const end = transactionEnd(msgs, (name) => stmtByPortal.get(name) ?? this.portals.get(name));
+      if (end) {
+        if (this.backend && !this.idleBackend()) return false;
+        this.batch = [];
+        this.batchBytes = 0;
+        return this.endDistributed(end === 'commit', (tag, err) => this.writeClient(this.answerBatch(msgs, tag, err, endsWithSync)));
+      }
+    }
     // A refused batch fails where the client's work already is (its transaction's shard), never elsewhere.
     const shard = !problem && target.kind === 'shard' ? target.shard : this.defaultShard();
     if (problem && !this.backend) {
@@ -578,6 +607,33 @@ export class ClientSession implements BackendListener {
       return true;
     }
     return ready.then(send);
+  }
+
+  /** pgshard's own answers to a whole batch whose one Execute it carried out itself (tag, or err). */
+  private answerBatch(msgs: FrontendMessage[], tag: string | null, err: PgError | null, endsWithSync: boolean): Buffer[] {
+    const out: Buffer[] = [];
+    for (const m of msgs) {
+      if (m.type === Frontend.Parse) {
+        this.rememberParse(m);
+        out.push(M.parseComplete);
+      } else if (m.type === Frontend.Bind) out.push(M.bindComplete);
+      else if (m.type === Frontend.Describe) {
+        if (m.buf[m.start + 5] === 0x53) out.push(Buffer.from([0x74, 0, 0, 0, 6, 0, 0]));
+        out.push(M.noData);
+      } else if (m.type === Frontend.Close) {
+        this.applyClose(m);
+        out.push(M.closeComplete);
+      } else if (m.type === Frontend.Execute) {
+        if (err) {
+          out.push(err.toMessage());
+          break;
+        }
+        out.push(M.commandComplete(tag!));
+      }
+    }
+    if (endsWithSync) out.push(M.readyForQuery('I'));
+    else if (err) this.skipUntilSync = true;
+    return out;
   }
 
   /** Sends a refused batch to the backend the client's work is on. */
@@ -780,6 +836,8 @@ export class ClientSession implements BackendListener {
           const st = p?.statement.analysis.statements;
           const eff = st && st.length === 1 ? st[0]!.session : undefined;
           this.push({ kind: 'execute', swallow: false, effects: [eff], effectIndex: 0 });
+          if (st && st.length === 1 && !st[0]!.readOnly) this.curWrote = true;
+          if (st && st.length === 1) this.noteSavepoint(st[0]!);
           if (st && st.length === 1 && st[0]!.copy?.direction === 'from') this.copyIn = true;
           out.push(raw);
           break;
@@ -875,26 +933,134 @@ export class ClientSession implements BackendListener {
     if (this.backend) {
       if (this.backendPool!.shard.id === shard) return true;
       if (!this.idleBackend()) return false;
-      if (this.backend.txStatus !== 'I')
-        throw new PgError(SqlState.FeatureNotSupported, 'transactions across shards are not supported yet');
-      this.releaseBackend();
+      if (this.backend.txStatus !== 'I') this.park();
+      else this.releaseBackend();
+    }
+    const back = this.parked.get(shard);
+    if (back) {
+      this.parked.delete(shard);
+      this.attach(back.be, back.pool, back.wrote);
+      this.preambleDone = true; // its session state was brought in line when it joined
+      return true;
     }
     const pool = this.svc.pools.get(shard);
     if (!pool) throw new PgError('42704', `shard "${shard}" does not exist`);
+    const joining = this.parked.size > 0;
     return pool.acquire().then(
       (be) => {
         if (this.closed) {
           pool.release(be);
           return;
         }
-        this.backend = be;
-        this.backendPool = pool;
-        be.listener = this;
-        this.resetExpectations();
+        this.attach(be, pool, false);
+        if (joining) this.joinTx = true;
       },
       (e: unknown) => {
         throw toPgError(e);
       },
+    );
+  }
+
+  private attach(be: BackendConnection, pool: ShardPool, wrote: boolean): void {
+    this.backend = be;
+    this.backendPool = pool;
+    this.curWrote = wrote;
+    be.listener = this;
+    this.resetExpectations();
+  }
+
+  /** The current backend's transaction stays open while statements go to another shard. */
+  private park(): void {
+    const be = this.backend!;
+    const pool = this.backendPool!;
+    this.flushRun();
+    this.parked.set(pool.shard.id, { be, pool, wrote: this.curWrote });
+    be.listener = {
+      message: () => undefined, // an idle backend in a transaction sends nothing worth forwarding
+      chunkDone: () => undefined,
+      lost: (err) => {
+        this.parked.delete(pool.shard.id);
+        pool.destroy(be);
+        this.parkedLost = err;
+      },
+    };
+    this.backend = null;
+    this.backendPool = null;
+    this.preambleDone = false;
+    this.resetExpectations();
+  }
+
+  /** Runs a statement on every parked participant (savepoint bookkeeping); their errors are logged. */
+  private async runOnParked(sql: string): Promise<void> {
+    this.rebroadcast = true;
+    for (const [shard, p] of this.parked) {
+      const keep = p.be.listener;
+      try {
+        await runQuery(p.be, sql);
+      } catch (e) {
+        this.log.warn({ shard, err: (e as Error).message }, 'savepoint statement failed on a participant');
+      }
+      if (p.be.isOpen) p.be.listener = keep;
+    }
+  }
+  private rebroadcast = false;
+
+  /** Active savepoints, replayed on shards that join the transaction later. */
+  private noteSavepoint(st: StatementInfo): void {
+    const tx = st.tx;
+    if (!tx) return;
+    this.rebroadcast = false;
+    if (tx.type === 'savepoint') this.savepoints.push(tx.name);
+    else if (tx.type === 'release' || tx.type === 'rollback-to') {
+      const i = this.savepoints.lastIndexOf(tx.name);
+      if (i >= 0) this.savepoints.length = tx.type === 'release' ? i : i + 1;
+    }
+  }
+
+  /** Every participant of the transaction, the current one last; they leave the session. */
+  private takeParticipants(): Participant[] {
+    const parts = [...this.parked.values()];
+    this.parked.clear();
+    if (this.backend && this.backendPool) {
+      parts.push({ be: this.backend, pool: this.backendPool, wrote: this.curWrote });
+      this.flushRun();
+      this.backend = null;
+      this.backendPool = null;
+      this.preambleDone = false;
+      this.resetExpectations();
+    }
+    for (const p of parts) p.be.listener = null;
+    return parts;
+  }
+
+  /**
+   * COMMIT or ROLLBACK of a transaction on several shards: two-phase commit (or rollback) through the
+   * coordinator, then `answer(tag or error)` writes the client's reply.
+   */
+  private endDistributed(commit: boolean, answer: (tag: string | null, err: PgError | null) => void): Promise<void> {
+    const parts = this.takeParticipants();
+    const lost = this.parkedLost;
+    const failed = lost !== null || parts.some((p) => p.be.txStatus === 'E' || !p.be.isOpen);
+    this.parkedLost = null;
+    this.txShard = null;
+    this.savepoints = [];
+    this.joinTx = false;
+    this.portals.clear();
+    const effects = this.pendingEffects;
+    this.pendingEffects = [];
+    const co = this.svc.coordinator;
+    if (!commit || failed) {
+      return co.rollback(parts).then(() => {
+        if (commit && lost) answer(null, new PgError(lost.code, `the transaction was rolled back: ${lost.message}`));
+        else answer('ROLLBACK', null);
+      });
+    }
+    return co.commit(parts).then(
+      () => {
+        this.applyEffects(effects);
+        answer('COMMIT', null);
+      },
+      (e) => answer(null, toPgError(e)),
     );
   }
 
@@ -923,6 +1089,10 @@ export class ClientSession implements BackendListener {
       this.syncPoints++;
       if (out) out.push(FAILING_QUERY);
       else be.write(FAILING_QUERY);
+    }
+    if (this.joinTx) {
+      this.joinTx = false;
+      this.sendInternal([this.beginSql, ...this.savepoints.map((sp) => `SAVEPOINT ${quoteIdent(sp)}`)].join('; '), out);
     }
     if (this.localTx === 'begin-pending') {
       this.localTx = 'none';
@@ -1187,8 +1357,11 @@ export class ClientSession implements BackendListener {
     this.txShard = null;
     this.pendingEffects = [];
     if (be && pool) pool.destroy(be);
-    this.localTx = inTx ? 'failed' : 'none';
-    const status: TxStatus = inTx ? 'E' : 'I';
+    const parked = [...this.parked.values()];
+    this.parked.clear();
+    if (parked.length) void this.svc.coordinator.rollback(parked);
+    this.localTx = inTx || parked.length ? 'failed' : 'none';
+    const status: TxStatus = inTx || parked.length ? 'E' : 'I';
     const parts: Buffer[] = [];
     for (let i = 0; i < Math.max(outstanding, 1); i++) parts.push(err.toMessage(), M.readyForQuery(status));
     if (outstanding > 0) this.writeClient(parts);
@@ -1271,6 +1444,8 @@ export class ClientSession implements BackendListener {
     this.closed = true;
     this.framer.stop();
     this.queue = [];
+    for (const p of this.parked.values()) p.pool.destroy(p.be); // closing rolls their transactions back
+    this.parked.clear();
     const be = this.backend;
     const pool = this.backendPool;
     if (be && pool) {
@@ -1328,6 +1503,15 @@ export function decodeBindParams(buf: Buffer, pos: number, end: number): BindPar
     formats.push((nf === 0 ? 0 : nf === 1 ? fcodes[0] : fcodes[i]) === 1 ? 1 : 0);
   }
   return { values, formats };
+}
+
+/** 'commit' or 'rollback' when the batch's only Execute ends the transaction. */
+function transactionEnd(msgs: FrontendMessage[], portal: (name: string) => PortalInfo | undefined): 'commit' | 'rollback' | null {
+  const execs = msgs.filter((m) => m.type === Frontend.Execute);
+  if (execs.length !== 1) return null;
+  const st = portal(readPortalName(execs[0]!))?.statement.analysis.statements;
+  const tx = st && st.length === 1 ? st[0]!.tx : undefined;
+  return tx?.type === 'commit' || tx?.type === 'rollback' ? tx.type : null;
 }
 
 function crossShardBatch(): PgError {
