@@ -16,6 +16,9 @@ export type Target =
   | { kind: 'shard'; shard: string }
   /** A read whose shards' rows, concatenated, are exactly the answer. */
   | { kind: 'scatter'; shards: string[]; merge?: MergePlan }
+  /** A write on several shards: the same statement on each, in one distributed transaction (or one shard
+   *  at a time, for statements Postgres refuses in a transaction block). */
+  | { kind: 'broadcast'; shards: string[]; transactional: boolean; /** every shard holds the same rows: report one shard's count */ reference?: boolean }
   | { kind: 'error'; error: PgError };
 
 export interface RouteContext {
@@ -83,7 +86,7 @@ export class Router {
         return { kind: 'error', error: new PgError(r.sqlstate, r.message, r.hint ? { hint: r.hint } : {}) };
       case 'reference':
         if (!r.write || this.ring.shardIds.length === 1) return { kind: 'home' };
-        return refuseMultiShardWrite(`writing to reference table ${r.tables.map((t) => `"${t}"`).join(', ')}`);
+        return { kind: 'broadcast', shards: [...this.ring.shardIds], transactional: !stmt.nonTransactional, reference: true };
       case 'all':
         return this.spread(stmt, r.table, this.ring.shardIds);
       case 'keys': {
@@ -115,9 +118,21 @@ export class Router {
       if (stmt.copy.direction === 'to') return { kind: 'scatter', shards: [...shards] };
       return refuseMultiShardWrite('COPY FROM into a sharded table');
     }
-    if (!stmt.readOnly) return refuseMultiShardWrite(`${stmt.tag} on sharded table "${table}" without a single shard key value`);
     if (stmt.explain)
       return { kind: 'error', error: new PgError(SqlState.FeatureNotSupported, 'EXPLAIN of a statement that reaches several shards is not supported yet', { hint: 'EXPLAIN it with a shard key condition, or with /* pgshard: shard=ID */.' }) };
+    if (stmt.notConcatenable !== null && stmt.merge?.refuse)
+      return {
+        kind: 'error',
+        error: new PgError(SqlState.FeatureNotSupported, stmt.merge.refuse.message, {
+          detail: `The statement reaches ${shards.length} shards and has ${stmt.notConcatenable}.`,
+          hint: stmt.merge.refuse.hint ?? 'Add a condition on the shard key so the statement reaches one shard, or route it with /* pgshard: shard=ID */.',
+        }),
+      };
+    if (!stmt.readOnly) {
+      if (stmt.tag === 'INSERT') return refuseMultiShardWrite(`an INSERT whose rows belong to several shards`);
+      if (stmt.notConcatenable !== null) return refuseMultiShardWrite(`${stmt.tag} with ${stmt.notConcatenable}`);
+      return { kind: 'broadcast', shards: [...shards], transactional: !stmt.nonTransactional };
+    }
     if (stmt.notConcatenable !== null && stmt.merge) return { kind: 'scatter', shards: [...shards], merge: stmt.merge };
     if (stmt.notConcatenable !== null)
       return {

@@ -74,14 +74,14 @@ export class PgShardServer {
 
     this.server = net.createServer({ noDelay: true }, (socket) => {
       socket.on('error', () => socket.destroy());
-      if (this.stopping) {
-        socket.end(new PgError(SqlState.AdminShutdown, 'the database system is shutting down', { severity: 'FATAL' }).toMessage());
-        return;
-      }
-      if (this.sessions.size >= cfg.limits.max_client_connections) {
-        socket.end(new PgError(SqlState.TooManyConnections, 'sorry, too many clients already', { severity: 'FATAL', hint: 'Raise limits.max_client_connections.' }).toMessage());
-        return;
-      }
+      // A refused connection is closed once its FATAL is flushed (Postgres's backend would exit).
+      const refuse = (e: PgError) => {
+        socket.resume();
+        socket.end(e.toMessage(), () => socket.destroy());
+      };
+      if (this.stopping) return refuse(new PgError(SqlState.AdminShutdown, 'the database system is shutting down', { severity: 'FATAL' }));
+      if (this.sessions.size >= cfg.limits.max_client_connections)
+        return refuse(new PgError(SqlState.TooManyConnections, 'sorry, too many clients already', { severity: 'FATAL', hint: 'Raise limits.max_client_connections.' }));
       runStartup(socket, { tls: this.tlsContext, users, methodFor, database, consoleDatabase: null, timeoutMs: 60_000 })
         .then((r) => {
           if (r.kind === 'cancel') return this.cancel(r.pid, r.secret);
@@ -175,11 +175,13 @@ export class PgShardServer {
     this.stopping = true;
     if (this.columnTimer) clearInterval(this.columnTimer);
     if (this.recoveryTimer) clearInterval(this.recoveryTimer);
-    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    // close() resolves only when every connection has ended, so it is awaited after the sessions are closed.
+    const closed = new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     const deadline = Date.now() + graceMs;
     while (Date.now() < deadline && [...this.sessions.values()].some((s) => !s.isIdle)) await new Promise((r) => setTimeout(r, 50));
     const bye = new PgError(SqlState.AdminShutdown, 'terminating connection due to administrator command', { severity: 'FATAL' });
     for (const s of this.sessions.values()) s.close(bye);
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 2000).unref())]);
     this.coordinator?.close();
     await Promise.all([...this.pools.values()].map((p) => p.close()));
     this.txlog?.close();

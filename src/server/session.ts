@@ -60,6 +60,8 @@ interface Expectation {
   /** Session effects to apply as statements complete (simple Query: one per statement; Execute: one). */
   effects?: (SessionEffect | undefined)[];
   effectIndex?: number;
+  /** One statement run on several shards: answers are combined into one (see runBroadcast). */
+  gather?: Gather;
   /** A row written right after the RowDescription (EXPLAIN's line naming the shard). */
   prependRow?: Buffer;
   /** An internal statement expected to fail (recreating a failed transaction): no warning. */
@@ -70,6 +72,16 @@ interface Expectation {
   unnamedParse?: boolean;
   /** Run when the message completed (ParseComplete, CloseComplete, or pgshard's own answer was written). */
   onDone?: () => void;
+}
+
+/** The combined answer of a statement broadcast to several shards. */
+interface Gather {
+  rowDescriptionSent: boolean;
+  verb: string | null;
+  count: bigint;
+  failed: boolean;
+  /** Every shard answers for the same rows (a reference table): the first answer is the answer. */
+  same: boolean;
 }
 
 interface FrontendMessage {
@@ -375,6 +387,7 @@ export class ClientSession implements BackendListener {
     if (this.svc.dryRun) this.log.info({ route: describeTarget(target), sql: text.slice(0, 200) }, 'route');
     if (target.kind === 'error') return this.refuse(target.error);
     if (target.kind === 'scatter') return this.runScatter(m, target.shards, target.merge ?? null);
+    if (target.kind === 'broadcast') return this.runBroadcast(text, target.shards, target.transactional, target.reference === true);
     const shard = target.kind === 'shard' ? target.shard : this.defaultShard();
     const ready = this.useShard(shard);
     if (ready === false) return false;
@@ -540,7 +553,7 @@ export class ClientSession implements BackendListener {
           else t = this.svc.router.route(a.statements[0]!, a.hint, p.params, { sessionShard: this.sessionShard });
           if (this.svc.dryRun) this.log.info({ route: describeTarget(t), sql: p.statement.text.slice(0, 200) }, 'route');
           if (t.kind === 'error') problem = { index: i, error: t.error };
-          else if (t.kind === 'scatter') {
+          else if (t.kind === 'scatter' || t.kind === 'broadcast') {
             problem = {
               index: i,
               error: new PgError(SqlState.FeatureNotSupported, 'a statement reaching several shards is not supported in the extended query protocol yet', {
@@ -676,6 +689,8 @@ export class ClientSession implements BackendListener {
   }
 
   private skipUntilSync = false;
+  /** The backend's FATAL was passed on (as an ERROR) for the unit now ending with the connection. */
+  private fatalForwarded = false;
   /** An Execute was sent in the open (not yet Synced) extended sequence. */
   private openExecuted = false;
   private ddlSent = false;
@@ -1182,6 +1197,7 @@ export class ClientSession implements BackendListener {
       this.forward(buf, start, end);
       return;
     }
+    if (h.gather && this.gathered(h.gather, type, buf, start, end)) return;
     switch (type) {
       case Backend.ErrorResponse:
         this.onBackendError(h, buf, start, end);
@@ -1224,6 +1240,57 @@ export class ClientSession implements BackendListener {
     this.advance();
   }
 
+  /** Handles a broadcast statement's answer; true when the message was consumed here. */
+  private gathered(g: Gather, type: number, buf: Buffer, start: number, end: number): boolean {
+    switch (type) {
+      case Backend.DataRow:
+        // RETURNING of a reference table write: every shard returns the same rows; one copy is the answer.
+        if (g.same && g.verb !== null) this.drop();
+        else this.forward(buf, start, end);
+        return true;
+      case Backend.RowDescription:
+        if (g.rowDescriptionSent) this.drop();
+        else {
+          g.rowDescriptionSent = true;
+          this.forward(buf, start, end);
+        }
+        return true;
+      case Backend.CommandComplete: {
+        const tag = M.decodeCommandTag(buf, start, end);
+        const sp = tag.lastIndexOf(' ');
+        const n = sp > 0 ? tag.slice(sp + 1) : '';
+        if (g.same && g.verb !== null) {
+          this.drop();
+          return true;
+        }
+        if (/^\d+$/.test(n)) {
+          g.verb = tag.slice(0, sp);
+          g.count += BigInt(n);
+        } else g.verb = tag;
+        this.drop();
+        return true;
+      }
+      case Backend.EmptyQueryResponse:
+        this.drop();
+        return true;
+      case Backend.ErrorResponse:
+        g.failed = true;
+        return false; // forwarded as usual
+      case Backend.ReadyForQuery: {
+        // The broadcast writes one ReadyForQuery of its own at the end.
+        const status = String.fromCharCode(buf[start + 5]!) as TxStatus;
+        this.shift();
+        this.syncPoints = Math.max(0, this.syncPoints - 1);
+        if (status !== 'I' && this.backendPool) this.txShard = this.backendPool.shard.id;
+        this.drop();
+        if (this.syncPoints === 0) for (const f of this.idleWaiters.splice(0)) f();
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
   private onBackendError(h: Expectation, buf: Buffer, start: number, end: number): void {
     this.errorInUnit = true;
     this.copyIn = false;
@@ -1238,7 +1305,16 @@ export class ClientSession implements BackendListener {
       const f = M.decodeErrorFields(buf, start, end);
       this.log.warn({ code: f.C, message: f.M }, 'session state replay failed on backend');
       this.drop();
-    } else this.forward(buf, start, end);
+    } else {
+      const f = M.decodeErrorFields(buf, start, end);
+      if (f.S === 'FATAL' || f.S === 'PANIC') {
+        // The backend is going away, not the client's session: report it as an ERROR, which Postgres
+        // clients recover from; lost() then only ends the unit with ReadyForQuery.
+        this.fatalForwarded = true;
+        this.flushRun();
+        this.socket.write(M.errorResponse({ severity: 'ERROR', code: f.C ?? SqlState.ConnectionFailure, message: f.M ?? 'backend terminated', ...(f.D ? { detail: f.D } : {}), ...(f.H ? { hint: f.H } : {}) }));
+      } else this.forward(buf, start, end);
+    }
     if (h.kind === 'query' || h.kind === 'sync') return; // the unit goes on to ReadyForQuery
     // Extended protocol: the backend skips everything up to Sync, so do the expectations.
     this.shift();
@@ -1363,7 +1439,11 @@ export class ClientSession implements BackendListener {
     this.localTx = inTx || parked.length ? 'failed' : 'none';
     const status: TxStatus = inTx || parked.length ? 'E' : 'I';
     const parts: Buffer[] = [];
-    for (let i = 0; i < Math.max(outstanding, 1); i++) parts.push(err.toMessage(), M.readyForQuery(status));
+    for (let i = 0; i < Math.max(outstanding, 1); i++) {
+      if (i > 0 || !this.fatalForwarded) parts.push(err.toMessage());
+      parts.push(M.readyForQuery(status));
+    }
+    this.fatalForwarded = false;
     if (outstanding > 0) this.writeClient(parts);
     this.log.warn({ shard: pool?.shard.id, err: err.message }, 'backend connection lost');
     const w = this.idleWaiters.splice(0);
@@ -1409,6 +1489,87 @@ export class ClientSession implements BackendListener {
   private refuse(err: PgError): boolean {
     this.replyError(err, false);
     return true;
+  }
+
+  private waitIdle(): Promise<void> {
+    if (this.syncPoints === 0 && !this.extendedOpen && !this.copyIn) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  /**
+   * A write that must run on several shards (keyless UPDATE/DELETE, DDL, writes to reference tables): the
+   * same statement on each shard in turn, inside one distributed transaction — the client's, or an
+   * implicit one committed with two-phase commit at the end — answered as one statement. Statements
+   * Postgres refuses in a transaction block run one shard at a time; a failure names where it applied.
+   */
+  private async runBroadcast(text: string, shards: string[], transactional: boolean, same: boolean): Promise<void> {
+    if (this.backend) await this.waitIdle();
+    const g: Gather = { rowDescriptionSent: false, verb: null, count: 0n, failed: false, same };
+    const tag = () => (g.verb === null ? 'EMPTY' : g.verb === 'SELECT' || g.verb === 'UPDATE' || g.verb === 'DELETE' || g.verb.startsWith('INSERT') || g.verb === 'MERGE' || g.verb === 'COPY' ? `${g.verb} ${g.count}` : g.verb);
+    const inBlock = this.txShard !== null || this.parked.size > 0 || this.localTx !== 'none';
+    if (!transactional) {
+      if (inBlock) {
+        this.replyError(new PgError('25001', `${this.svc.analyze(text).statements[0]?.tag ?? 'this statement'} cannot run inside a transaction block`), false);
+        return;
+      }
+      const done: string[] = [];
+      for (const shard of shards) {
+        await this.runOn(shard, text, g);
+        if (g.failed) {
+          const left = shards.filter((x) => x !== shard && !done.includes(x));
+          this.replyLocal(
+            [
+              M.noticeResponse({
+                severity: 'WARNING',
+                code: '01000',
+                message: `the statement failed on shard "${shard}"; it was applied on ${done.length ? done.map((x) => `"${x}"`).join(', ') : 'no shard'} and not on ${[shard, ...left].map((x) => `"${x}"`).join(', ')}`,
+              }),
+            ],
+            'I',
+          );
+          return;
+        }
+        done.push(shard);
+      }
+      this.replyLocal([M.commandComplete(tag())], 'I');
+      return;
+    }
+    const implicit = !inBlock;
+    if (implicit) {
+      this.localTx = 'begin-pending';
+      this.pendingBegin = 'BEGIN';
+      this.beginSql = 'BEGIN';
+    }
+    for (const shard of shards) {
+      await this.runOn(shard, text, g);
+      if (g.failed) break;
+    }
+    if (implicit) {
+      await this.endDistributed(!g.failed, (t, err) => {
+        if (g.failed) this.replyLocal([], 'I');
+        else this.replyLocal([err ? err.toMessage() : M.commandComplete(tag())], 'I');
+        void t;
+      });
+      return;
+    }
+    if (g.failed) this.replyLocal([], 'E');
+    else this.replyLocal([M.commandComplete(tag())], this.currentStatus());
+  }
+
+  /** Sends a statement to one shard's participant and waits for its answer (gathered into g). */
+  private async runOn(shard: string, text: string, g: Gather): Promise<void> {
+    for (;;) {
+      const r = this.useShard(shard);
+      if (r === true) break;
+      if (r === false) await this.waitIdle();
+      else await r;
+    }
+    this.sendPreamble();
+    this.curWrote = true;
+    this.push({ kind: 'query', swallow: false, gather: g });
+    this.syncPoints++;
+    this.backend!.write(M.queryMessage(text));
+    await this.waitIdle();
   }
 
   /** A read on several shards whose rows are concatenated; nothing else runs for the client meanwhile. */
@@ -1535,6 +1696,8 @@ function describeTarget(t: Target): string {
       return `shard ${t.shard}`;
     case 'scatter':
       return `scatter ${t.shards.join(',')}`;
+    case 'broadcast':
+      return `broadcast ${t.shards.join(',')}`;
     case 'error':
       return `refused ${t.error.code}`;
   }

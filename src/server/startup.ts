@@ -262,7 +262,8 @@ async function authenticate(reader: PacketReader, opts: StartupOptions, user: st
 /** Turns the client's startup parameters into the SET statements that recreate them on any backend. */
 export function startupVars(params: Map<string, string>): Map<string, string> {
   const vars = new Map<string, string>();
-  const set = (name: string, value: string) => vars.set(name.toLowerCase(), `SET ${name} TO ${quoteLiteral(value)}`);
+  // set_config takes the value as Postgres's startup packet does: a list such as search_path=a,b stays a list.
+  const set = (name: string, value: string) => vars.set(name.toLowerCase(), `SELECT pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, false)`);
   for (const [k, v] of params) {
     if (k === 'user' || k === 'database' || k === 'replication' || k === 'options') continue;
     set(k, v);

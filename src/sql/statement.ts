@@ -79,7 +79,20 @@ export function describe(schema: ShardingSchema, node: Node, text: () => string)
   }
   if ('ViewStmt' in node) return view(schema, node.ViewStmt);
   const u = utilityStatement(schema, node);
-  return { tag: u.tag, readOnly: u.readOnly, route: u.route, notConcatenable: null };
+  const d: Described = { tag: u.tag, readOnly: u.readOnly, route: u.route, notConcatenable: null };
+  if (cannotRunInTransaction(node)) d.nonTransactional = true;
+  return d;
+}
+
+/** Statements Postgres refuses inside a transaction block: broadcast one shard at a time, not atomically. */
+function cannotRunInTransaction(node: Node): boolean {
+  if ('VacuumStmt' in node || 'CreatedbStmt' in node || 'DropdbStmt' in node || 'AlterSystemStmt' in node) return true;
+  if ('CreateTableSpaceStmt' in node || 'DropTableSpaceStmt' in node) return true;
+  if ('IndexStmt' in node) return node.IndexStmt.concurrent === true;
+  if ('DropStmt' in node) return node.DropStmt.concurrent === true;
+  if ('ReindexStmt' in node)
+    return (node.ReindexStmt.params ?? []).some((p) => 'DefElem' in p && p.DefElem.defname === 'concurrently') || node.ReindexStmt.kind === 'REINDEX_OBJECT_SYSTEM' || node.ReindexStmt.kind === 'REINDEX_OBJECT_DATABASE';
+  return false;
 }
 
 /** EXPLAIN [ANALYZE] stmt: the inner statement's route; ANALYZE runs it, so a write stays a write. */

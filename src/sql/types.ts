@@ -116,8 +116,9 @@ export interface AggregateKey {
 /** One aggregate of the statement and the shard columns holding its partial results. */
 export type AggregatePlan =
   | { fn: 'count' | 'sum' | 'min' | 'max' | 'bool_and' | 'bool_or'; column: number }
-  | { fn: 'avg'; sum: number; count: number }
-  | { fn: 'var_samp' | 'var_pop' | 'stddev_samp' | 'stddev_pop'; count: number; sum: number; squares: number }
+  /** `sum` and `squares` are sums of x::numeric; `type` is a column typed like x (always NULL). */
+  | { fn: 'avg'; sum: number; count: number; type: number }
+  | { fn: 'var_samp' | 'var_pop' | 'stddev_samp' | 'stddev_pop'; count: number; sum: number; squares: number; type: number }
   | { fn: 'string_agg'; values: number; keys: AggregateKey[]; delimiter: string }
   | { fn: 'array_agg'; values: number; keys: AggregateKey[] }
   /** count/sum/avg(DISTINCT x): over the distinct values of the plan's `distinctOn` column; `filter` is a bool_or(FILTER) column. */
@@ -156,6 +157,8 @@ export interface StatementInfo {
   insertRows?: number;
   /** COPY FROM STDIN / TO STDOUT. */
   copy?: { direction: 'from' | 'to'; table: string | null };
+  /** Postgres refuses it inside a transaction block (VACUUM, CREATE INDEX CONCURRENTLY, ...). */
+  nonTransactional?: boolean;
   /** EXPLAIN of a statement: the inner statement's routing is in `route`. */
   explain?: boolean;
   /** EXPLAIN in text format: pgshard prepends a line naming the shard it runs on. */

@@ -1,0 +1,253 @@
+// What pgshard refuses over three shards: each refusal has its SQLSTATE and a helpful message, nothing of
+// the statement is applied anywhere (every shard is compared before and after), and the session goes on —
+// inside a transaction exactly as Postgres goes on after an error: 25P02 until ROLLBACK.
+import t, { type Test } from 'tap';
+import type pg from 'pg';
+import { directClient, errorOf, pgClient } from '../helpers/proxy.js';
+import { RawClient } from '../helpers/raw-client.js';
+import { SHARD_IDS, keysOnTwoShards, withSharded } from '../helpers/three-shards.js';
+
+const s = await withSharded(t, { schema: 'CREATE TABLE misc (id int PRIMARY KEY, v text); INSERT INTO misc VALUES (1, $$one$$);' });
+
+// Users 1..60, put straight on their owners (these tests are about refusals, not about inserts).
+for (const id of SHARD_IDS) {
+  const ids = Array.from({ length: 60 }, (_, i) => i + 1).filter((k) => s.owner('users', k) === id);
+  await s.direct(id, `insert into users (id, name) select k, 'user ' || k from unnest($1::bigint[]) k`, [ids]);
+  await s.direct(id, `insert into events (id, kind) select k, 'e' from unnest($1::bigint[]) k`, [ids]);
+}
+
+/** Every row of every table on every shard. */
+function snapshot(): Promise<unknown[]> {
+  const q = `select 'users' as t, id::text as k, name as v from users
+    union all select 'orders', user_id || '/' || id, amount::text from orders
+    union all select 'countries', code, name from countries
+    union all select 'events', id::text, kind from events
+    order by 1, 2`;
+  return Promise.all(SHARD_IDS.map((id) => s.direct(id, q)));
+}
+
+type Err = Error & { code?: string; hint?: string; detail?: string };
+
+/**
+ * Runs a statement that must be refused: checks the code and that the message says why, that no shard
+ * changed, and that the session's next statement works (outside a transaction).
+ */
+async function refused(t: Test, c: pg.Client, text: string, values: unknown[] | undefined, opts: { code?: string; message?: RegExp } = {}): Promise<Err | null> {
+  const before = await snapshot();
+  const e = (await errorOf(() => c.query(text, values))) as Err | null;
+  const label = `${text.slice(0, 90)}${values ? ` [${values.join(', ')}]` : ''}`;
+  t.equal(e?.code, opts.code ?? '0A000', `${label}: ${e ? `${e.code} ${e.message}` : 'no error'}`);
+  if (e && (opts.code ?? '0A000') === '0A000') {
+    t.ok(e.message.length > 20 && /shard|not supported|refuse/i.test(e.message), `message says why: ${e.message}`);
+    // The advice is in a hint (or detail), or spelled out in the message itself ("…; delete and re-insert it").
+    t.ok((e.hint ?? '').length > 0 || (e.detail ?? '').length > 0 || e.message.includes(';'), `says what to do instead: ${e.hint ?? e.detail ?? e.message}`);
+  }
+  if (opts.message && e) t.match(e.message, opts.message, 'message names the cause');
+  t.same(await snapshot(), before, 'no shard changed');
+  t.same((await c.query('select 1 as one')).rows, [{ one: 1 }], 'the session goes on');
+  return e;
+}
+
+t.test('multi-row INSERT whose rows span shards', async (t) => {
+  const c = await pgClient(s.proxy.port, { t });
+  const { a, b, shardA } = keysOnTwoShards(s, 'users', 1000);
+  await refused(t, c, `insert into users (id, name) values (${a}, 'a'), (${b}, 'b')`, undefined);
+  await refused(t, c, 'insert into users (id, name) values ($1, $2), ($3, $4)', [a, 'a', b, 'b']);
+  t.same(await s.holders(`select 1 from users where id in (${a}, ${b})`), [], 'neither row anywhere');
+  // Control: rows of one shard in one INSERT are fine and land there.
+  const [x, y] = s.keysOn('users', shardA, 2, 2000);
+  const ok = await c.query(`insert into users (id, name) values (${x}, 'x'), (${y}, 'y')`);
+  t.equal(ok.rowCount, 2, 'a multi-row INSERT on one shard runs');
+  t.same(await s.holders(`select 1 from users where id in (${x}, ${y})`), [shardA], 'on that shard only');
+  await c.query(`delete from users where id in (${x}, ${y})`);
+});
+
+t.test('INSERT without the shard key column', async (t) => {
+  const c = await pgClient(s.proxy.port, { t });
+  await refused(t, c, "insert into users (name) values ('no key')", undefined, { message: /"id"|shard key/ });
+  await refused(t, c, 'insert into orders (id, amount) values ($1, $2)', [1, '1.00'], { message: /user_id|shard key/ });
+});
+
+t.test('UPDATE that changes the shard key', async (t) => {
+  const c = await pgClient(s.proxy.port, { t });
+  await refused(t, c, 'update users set id = 100000 where id = 5', undefined);
+  await refused(t, c, 'update users set id = $1 where id = $2', [100001, 5]);
+  t.same(await s.holders('select 1 from users where id = 5'), [s.owner('users', 5)], 'row 5 still on its owner');
+  t.same(await s.holders('select 1 from users where id >= 100000'), [], 'no new key anywhere');
+});
+
+t.test('keyless UPDATE and DELETE', async (t) => {
+  const c = await pgClient(s.proxy.port, { t });
+  await refused(t, c, "update users set name = 'everyone'", undefined);
+  await refused(t, c, "update users set name = 'x' where name = 'user 3'", undefined);
+  await refused(t, c, 'delete from users', undefined);
+  await refused(t, c, 'delete from users where name = $1', ['user 3']);
+  // Control: by key it runs.
+  t.equal((await c.query("update users set name = 'user 3' where id = 3")).rowCount, 1, 'UPDATE by key runs');
+});
+
+t.test('cross-shard SELECT that concatenation cannot answer', async (t) => {
+  const c = await pgClient(s.proxy.port, { t });
+  const d = await directClient(s.cluster(s.owner('users', 7)), { t });
+  const cases: [string, RegExp][] = [
+    ['select id from users order by id', /order by/i],
+    ['select id from users limit 5', /limit/i],
+    ['select avg(id) from users', /aggregate|avg/i],
+    ['select count(*) + 1 from users', /aggregate|count/i],
+    ['select sum(id::float8) from users', /sum|float|aggregate/i],
+    ['select name, count(*) from users group by name', /group by|aggregate/i],
+    ['select distinct name from users', /distinct/i],
+    ['select id from users where id in (1,2,3,4,5,6) order by id', /order by/i],
+  ];
+  for (const [text, why] of cases) await refused(t, c, text, undefined, { message: why });
+  // count/sum/min/max alone are merged exactly (since the aggregate merge landed): the one-Postgres answer.
+  const merged = await c.query('select count(*) as n, sum(id) as s, min(id) as lo, max(id) as hi from users');
+  t.same(merged.rows, [{ n: '60', s: '1830', lo: '1', hi: '60' }], 'count(*), sum, min, max over all shards merged as one Postgres would answer');
+  t.equal(await s.total('select count(*) from users'), 60, 'reference: 60 rows on the shards');
+  // With a key condition each of them is a one-shard statement, answered as the owner answers it.
+  for (const text of ['select id from users where id = 7 order by id', 'select id from users where id = 7 limit 5', 'select count(*) from users where id = 7', 'select name, count(*) from users where id = 7 group by name', 'select distinct name from users where id = 7']) {
+    t.same((await c.query(text)).rows, (await d.query(text)).rows, `one shard: ${text}`);
+  }
+  t.equal((await c.query('select id from users')).rowCount, 60, 'plain keyless SELECT is concatenated');
+});
+
+t.test('writes to a reference table with three shards', async (t) => {
+  const c = await pgClient(s.proxy.port, { t });
+  await refused(t, c, "insert into countries values ('xx', 'Nowhere')", undefined);
+  await refused(t, c, "update countries set name = 'Deutschland' where code = 'de'", undefined);
+  await refused(t, c, 'delete from countries where code = $1', ['jp']);
+  t.same(await s.holders("select 1 from countries where code = 'xx' or name = 'Deutschland'"), [], 'no shard changed');
+  t.equal((await c.query('select * from countries')).rowCount, 6, 'reads of the reference table still work');
+});
+
+/** Postgres's own behaviour after an error in a transaction, as the reference. */
+async function postgresFailedTx(c: pg.Client): Promise<string[]> {
+  const seen: string[] = [];
+  await c.query('begin');
+  seen.push((await errorOf(() => c.query('select 1/0')))?.code ?? 'ok');
+  seen.push((await errorOf(() => c.query('select 1')))?.code ?? 'ok');
+  seen.push((await errorOf(() => c.query('select $1::int', [1])))?.code ?? 'ok');
+  seen.push((await c.query('commit')).command);
+  seen.push((await errorOf(() => c.query('select 1')))?.code ?? 'ok');
+  return seen;
+}
+
+t.test('a transaction that reaches a second shard', async (t) => {
+  const c = await pgClient(s.proxy.port, { t });
+  const { a, b, shardA, shardB } = keysOnTwoShards(s, 'users', 3000);
+  t.not(shardA, shardB, 'precondition: two shards');
+  const before = await snapshot();
+
+  // Literal keys, ROLLBACK.
+  await c.query('begin');
+  await c.query(`insert into users (id, name) values (${a}, 'a')`);
+  const e = (await errorOf(() => c.query(`insert into users (id, name) values (${b}, 'b')`))) as Err | null;
+  t.equal(e?.code, '0A000', `second shard refused: ${e?.message}`);
+  t.match(e?.message ?? '', /shard/, 'message names the shards');
+  t.equal((await errorOf(() => c.query('select 1')))?.code, '25P02', 'next statement: 25P02, as in Postgres');
+  t.equal((await errorOf(() => c.query(`select * from users where id = ${a}`)))?.code, '25P02', 'keyed statement on the first shard: 25P02 too');
+  t.equal((await c.query('rollback')).command, 'ROLLBACK', 'ROLLBACK');
+  t.same(await snapshot(), before, `key ${a} is on no shard; nothing changed`);
+  t.same((await c.query('select 1 as one')).rows, [{ one: 1 }], 'session works after ROLLBACK');
+
+  // Parameter keys (extended protocol), COMMIT of the failed transaction answers ROLLBACK as Postgres does.
+  await c.query('begin');
+  await c.query('insert into users (id, name) values ($1, $2)', [a, 'a']);
+  const e2 = await errorOf(() => c.query('insert into users (id, name) values ($1, $2)', [b, 'b']));
+  t.equal(e2?.code, '0A000', `extended protocol: second shard refused: ${e2?.message}`);
+  const next = await errorOf(() => c.query('select $1::int', [1]));
+  t.equal(next?.code, '25P02', `extended next statement: 25P02 (${next?.code} ${next?.message})`);
+  const commit = await errorOf(async () => t.equal((await c.query('commit')).command, 'ROLLBACK', 'COMMIT of a failed transaction answers ROLLBACK'));
+  t.equal(commit, null, `COMMIT answered (${commit?.code} ${commit?.message})`);
+  if (commit) {
+    const rb = await errorOf(() => c.query('rollback'));
+    t.equal(rb, null, `ROLLBACK answered (${rb?.code} ${rb?.message})`);
+  }
+  t.same(await snapshot(), before, 'nothing changed');
+  const after = await errorOf(async () => t.same((await c.query('select 1 as one')).rows, [{ one: 1 }], 'session works afterwards'));
+  t.equal(after, null, `session works afterwards (${after?.code} ${after?.message})`);
+});
+
+t.test('a cross-shard read inside a transaction keeps the transaction status', async (t) => {
+  // Postgres answers every statement inside BEGIN … COMMIT with ReadyForQuery 'T' (or 'E' once failed).
+  const c = await RawClient.connect(s.proxy.port);
+  t.teardown(() => c.close());
+  const status = (msgs: { type: string; status?: string }[]) => msgs.filter((m) => m.type === 'Z').map((m) => m.status).join('');
+  t.equal(status(await c.query('begin')), 'T', 'BEGIN: T');
+  const scatter = await c.query('select id from users');
+  t.match(status(scatter), /^[TE]$/, `keyless SELECT right after BEGIN answers ReadyForQuery ${status(scatter)} (Postgres: T, or E if refused)`);
+  const one = await c.query('select 1');
+  t.match(status(one), /^[TE]$/, `next statement: still in the transaction block (${status(one)})`);
+  t.equal(status(await c.query('rollback')), 'I', 'ROLLBACK: I');
+});
+
+t.test('a refusal inside a transaction fails the transaction exactly like Postgres', async (t) => {
+  const d = await directClient(s.clusters[0]!, { t });
+  const reference = await postgresFailedTx(d);
+  t.same(reference, ['22012', '25P02', '25P02', 'ROLLBACK', 'ok'], 'Postgres: error, 25P02 until the end, COMMIT answers ROLLBACK');
+
+  const c = await pgClient(s.proxy.port, { t });
+  const before = await snapshot();
+  const run = async (prefix: string[], refusedSql: string): Promise<string[]> => {
+    const seen: string[] = [];
+    await c.query('begin');
+    for (const p of prefix) await c.query(p);
+    seen.push((await errorOf(() => c.query(refusedSql)))?.code ?? 'ok');
+    seen.push((await errorOf(() => c.query('select 1')))?.code ?? 'ok');
+    seen.push((await errorOf(() => c.query('select $1::int', [1])))?.code ?? 'ok');
+    seen.push((await c.query('commit')).command);
+    seen.push((await errorOf(() => c.query('select 1')))?.code ?? 'ok');
+    return seen;
+  };
+  const want = ['0A000', '25P02', '25P02', 'ROLLBACK', 'ok'];
+  t.same(await run([], 'delete from users'), want, 'refused as the first statement (BEGIN not sent anywhere yet)');
+  t.same(await run(['select * from users where id = 1'], 'delete from users'), want, 'refused after the transaction is on a shard');
+  t.same(await run([`insert into users (id, name) values (4001, 'x')`], 'select count(*) from users'), want, 'cross-shard read refused after a write');
+  t.same(await run(['select 1'], "insert into countries values ('yy', 'y')"), want, 'reference write refused in a transaction');
+  t.same(await snapshot(), before, 'nothing of any of them is on any shard');
+});
+
+t.test('cross_shard: refuse', async (t) => {
+  const c = await pgClient(s.proxy.port, { t });
+  await refused(t, c, 'select * from events', undefined, { message: /cross_shard/ });
+  const { a, b } = keysOnTwoShards(s, 'events', 1);
+  await refused(t, c, `select * from events where id in (${a}, ${b})`, undefined, { message: /cross_shard/ });
+  t.same((await c.query(`select id, kind from events where id = ${a}`)).rows, [{ id: String(a), kind: 'e' }], 'by key it runs');
+  t.equal((await c.query('select * from users')).rowCount, 60, 'the same keyless read on a table without the guardrail runs');
+});
+
+t.test('unknown_tables: refuse', async (t) => {
+  const strict = await s.startAnotherProxy({ unknown_tables: 'refuse' });
+  const c = await pgClient(strict.port, { t });
+  await refused(t, c, 'select * from misc', undefined, { message: /misc/ });
+  await refused(t, c, 'insert into misc values (2, $1)', ['two'], { message: /misc/ });
+  t.same(await s.holders('select 1 from misc where id = 2'), [], 'nothing inserted');
+  t.same((await c.query('select id from users where id = 1')).rows, [{ id: '1' }], 'configured tables still work');
+  t.same((await c.query('select 1 as one')).rows, [{ one: 1 }], 'no-table statements still work');
+  // The default (reference) proxy reads it.
+  const loose = await pgClient(s.proxy.port, { t });
+  t.same((await loose.query('select id, v from misc')).rows, [{ id: 1, v: 'one' }], 'with unknown_tables: reference the same read runs');
+});
+
+t.test('a bad key value gives 22P02 as Postgres does', async (t) => {
+  const c = await pgClient(s.proxy.port, { t });
+  const d = await directClient(s.clusters[0]!, { t });
+  for (const [text, values] of [
+    ["select * from users where id = 'abc'", undefined],
+    ['select * from users where id = $1', ['abc']],
+    ["insert into users (id, name) values ('abc', 'x')", undefined],
+  ] as [string, unknown[] | undefined][]) {
+    const want = await errorOf(() => d.query(text, values));
+    const got = await errorOf(() => c.query(text, values));
+    t.equal(want?.code, '22P02', `Postgres: ${want?.message}`);
+    t.equal(got?.code, want?.code, `pgshard: ${got?.code} ${got?.message}`);
+    t.equal(got?.message, want?.message, 'same message');
+    t.same((await c.query('select 1 as one')).rows, [{ one: 1 }], 'session goes on');
+  }
+  // In a transaction: failed as in Postgres.
+  await c.query('begin');
+  t.equal((await errorOf(() => c.query("select * from users where id = 'abc'")))?.code, '22P02', '22P02 in a transaction');
+  t.equal((await errorOf(() => c.query('select 1')))?.code, '25P02', 'then 25P02');
+  await c.query('rollback');
+  t.same((await c.query('select 1 as one')).rows, [{ one: 1 }], 'session goes on after ROLLBACK');
+});
