@@ -11,6 +11,8 @@ import { PgShardServer } from './server/server.js';
 import { initHash } from './routing/hash.js';
 import { routeKey } from './routing/route-cli.js';
 import { runUntilSignal } from './server/signals.js';
+import { Metrics } from './admin/metrics.js';
+import { startAdmin, type AdminServer } from './admin/http.js';
 
 const program = new Command();
 program.name('pgshard').description('A Postgres sharding proxy').version(PGSHARD_VERSION);
@@ -45,13 +47,20 @@ program
     const cfg = load(configPath(opts.config));
     const log = createLogger(process.env.PGSHARD_LOG_LEVEL ?? cfg.log.level);
     const server = new PgShardServer(cfg, log);
+    const metrics = cfg.admin ? new Metrics() : null;
+    if (metrics) server.observer = metrics;
+    let admin: AdminServer | null = null;
     try {
       await server.start();
+      if (cfg.admin && metrics) admin = await startAdmin(server, metrics, cfg.admin, log);
     } catch (e) {
       log.fatal({ err: (e as Error).message }, 'could not start');
       process.exit(1);
     }
-    await runUntilSignal(server, Number(opts.grace));
+    await runUntilSignal(server, Number(opts.grace), async () => {
+      await admin?.close();
+      metrics?.close();
+    });
   });
 
 program

@@ -19,6 +19,7 @@ import { initHash } from '../routing/hash.js';
 import { HashRing } from '../routing/ring.js';
 import { Router } from '../routing/router.js';
 import { queryShard } from '../pool/internal-query.js';
+import { noopObserver, type ProxyObserver } from '../admin/observer.js';
 import { TxLog } from '../execute/txlog.js';
 import { TransactionCoordinator } from '../execute/two-phase.js';
 import { hostname } from 'node:os';
@@ -34,6 +35,8 @@ export class PgShardServer {
   router!: Router;
   private tlsContext: tls.SecureContext | null = null;
   private stopping = false;
+  /** Told about requests, errors, transactions, checkouts and client sockets (the metrics). Set before start(). */
+  observer: ProxyObserver = noopObserver;
 
   constructor(readonly config: Config, readonly log: Logger) {}
 
@@ -62,6 +65,7 @@ export class PgShardServer {
       maxPreparedStatements: cfg.limits.max_prepared_statements_per_client,
       dryRun: cfg.dry_run,
       schemaChanged: () => void this.learnColumns(),
+      observer: this.observer,
       coordinator: this.coordinator,
     };
     await this.learnColumns();
@@ -74,6 +78,7 @@ export class PgShardServer {
 
     this.server = net.createServer({ noDelay: true }, (socket) => {
       socket.on('error', () => socket.destroy());
+      this.observer.clientSocket(socket);
       // A refused connection is closed once its FATAL is flushed (Postgres's backend would exit).
       const refuse = (e: PgError) => {
         socket.resume();

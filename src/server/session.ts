@@ -25,6 +25,7 @@ import { quoteIdent, stateSyncSql } from '../pool/state-sync.js';
 import { ScatterQuery } from '../execute/scatter.js';
 import type { Participant, TransactionCoordinator } from '../execute/two-phase.js';
 import { buildParse, replaceName, statementKey, type ClientStatement } from './statements.js';
+import { finishRequest, NO_SHARD, routeKindOf, routeKindOfStatement, startRequest, statementTypeOf, transactionKind, type ProxyObserver, type RequestTiming, type StatementType } from '../admin/observer.js';
 
 export interface SessionServices {
   pools: Map<string, ShardPool>;
@@ -36,6 +37,8 @@ export interface SessionServices {
   dryRun: boolean;
   /** A table definition may have changed (DDL committed): routing facts learned from catalogs are stale. */
   schemaChanged(): void;
+  /** Told about requests, errors, transactions and checkouts (the metrics). */
+  observer: ProxyObserver;
   coordinator: TransactionCoordinator;
 }
 
@@ -68,6 +71,8 @@ interface Expectation {
   quiet?: boolean;
   /** For an injected or forwarded named Parse: forget the statement on the backend if it fails. */
   parsedKey?: string;
+  /** A client request to report to the observer when it completes. */
+  request?: RequestTiming;
   /** A Parse into the backend's unnamed slot: if it is not carried out, the slot's content is unknown. */
   unnamedParse?: boolean;
   /** Run when the message completed (ParseComplete, CloseComplete, or pgshard's own answer was written). */
@@ -356,7 +361,9 @@ export class ClientSession implements BackendListener {
       const local = this.localAnswer(st, text);
       if (local) {
         if (this.backend && !this.idleBackend()) return false;
+        const timing = startRequest(NO_SHARD, 'admin', statementTypeOf(st.tag));
         local();
+        finishRequest(this.svc.observer, timing);
         return true;
       }
     }
@@ -376,6 +383,7 @@ export class ClientSession implements BackendListener {
     }
     if (this.localTx === 'failed') {
       if (this.backend && !this.idleBackend()) return false;
+      this.svc.observer.error(SqlState.InFailedSqlTransaction);
       this.replyLocal(
         [new PgError(SqlState.InFailedSqlTransaction, 'current transaction is aborted, commands ignored until end of transaction block').toMessage()],
         'E',
@@ -386,8 +394,12 @@ export class ClientSession implements BackendListener {
     const target = this.routeStatements(analysis, null);
     if (this.svc.dryRun) this.log.info({ route: describeTarget(target), sql: text.slice(0, 200) }, 'route');
     if (target.kind === 'error') return this.refuse(target.error);
-    if (target.kind === 'scatter') return this.runScatter(m, target.shards, target.merge ?? null);
-    if (target.kind === 'broadcast') return this.runBroadcast(text, target.shards, target.transactional, target.reference === true);
+    const one = stmts.length === 1 ? stmts[0] : undefined;
+    if (target.kind === 'scatter') return this.runScatter(m, target.shards, target.merge ?? null, statementTypeOf(one?.tag));
+    if (target.kind === 'broadcast') {
+      const request = startRequest(target.shards, routeKindOf(target, one, this.svc.router.shardIds.length), statementTypeOf(one?.tag));
+      return this.runBroadcast(text, target.shards, target.transactional, target.reference === true).finally(() => finishRequest(this.svc.observer, request));
+    }
     const shard = target.kind === 'shard' ? target.shard : this.defaultShard();
     const ready = this.useShard(shard);
     if (ready === false) return false;
@@ -395,6 +407,7 @@ export class ClientSession implements BackendListener {
       this.sendPreamble();
       const effects = stmts.map((s) => s.session);
       const e: Expectation = { kind: 'query', swallow: false, effects, effectIndex: 0 };
+      e.request = startRequest(this.backendPool!.shard.id, routeKindOf(target, one, this.svc.router.shardIds.length), statementTypeOf(one?.tag));
       if (stmts.length === 1 && stmts[0]!.explainText) {
         const sh = this.backendPool!.shard;
         e.prependRow = M.dataRow([`pgshard: runs on shard ${sh.id} (${sh.host}:${sh.port})`]);
@@ -677,6 +690,7 @@ export class ClientSession implements BackendListener {
       }
     }
     out.push(problem.error.toMessage());
+    this.svc.observer.error(problem.error.code);
     let status: TxStatus = 'I';
     if (this.localTx === 'begin-pending' || this.localTx === 'failed') {
       this.localTx = 'failed';
@@ -850,7 +864,14 @@ export class ClientSession implements BackendListener {
           const p = boundPortals.get(portal) ?? this.portals.get(portal);
           const st = p?.statement.analysis.statements;
           const eff = st && st.length === 1 ? st[0]!.session : undefined;
-          this.push({ kind: 'execute', swallow: false, effects: [eff], effectIndex: 0 });
+          const one = st && st.length === 1 ? st[0] : undefined;
+          this.push({
+            kind: 'execute',
+            swallow: false,
+            effects: [eff],
+            effectIndex: 0,
+            request: startRequest(be.shard.id, routeKindOfStatement(one), statementTypeOf(one?.tag)),
+          });
           if (st && st.length === 1 && !st[0]!.readOnly) this.curWrote = true;
           if (st && st.length === 1) this.noteSavepoint(st[0]!);
           if (st && st.length === 1 && st[0]!.copy?.direction === 'from') this.copyIn = true;
@@ -881,6 +902,7 @@ export class ClientSession implements BackendListener {
     }
     for (const [k, v] of boundPortals) this.portals.set(k, v);
     if (problem) {
+      this.svc.observer.error(problem.error.code);
       // Fail the backend's unit of work right here, with pgshard's error in place of the backend's.
       this.push({ kind: 'parse', swallow: false, replaceError: problem.error.toMessage() });
       out.push(FAILING_PARSE);
@@ -961,8 +983,10 @@ export class ClientSession implements BackendListener {
     const pool = this.svc.pools.get(shard);
     if (!pool) throw new PgError('42704', `shard "${shard}" does not exist`);
     const joining = this.parked.size > 0;
+    const t0 = performance.now();
     return pool.acquire().then(
       (be) => {
+        this.svc.observer.checkoutWait(shard, (performance.now() - t0) / 1000);
         if (this.closed) {
           pool.release(be);
           return;
@@ -1064,7 +1088,9 @@ export class ClientSession implements BackendListener {
     const effects = this.pendingEffects;
     this.pendingEffects = [];
     const co = this.svc.coordinator;
+    const kind = transactionKind(parts.filter((p) => p.wrote).length);
     if (!commit || failed) {
+      this.svc.observer.transaction(kind, 'rollback');
       return co.rollback(parts).then(() => {
         if (commit && lost) answer(null, new PgError(lost.code, `the transaction was rolled back: ${lost.message}`));
         else answer('ROLLBACK', null);
@@ -1072,10 +1098,14 @@ export class ClientSession implements BackendListener {
     }
     return co.commit(parts).then(
       () => {
+        this.svc.observer.transaction(kind, 'commit');
         this.applyEffects(effects);
         answer('COMMIT', null);
       },
-      (e) => answer(null, toPgError(e)),
+      (e) => {
+        this.svc.observer.transaction(kind, 'rollback');
+        answer(null, toPgError(e));
+      },
     );
   }
 
@@ -1170,6 +1200,13 @@ export class ClientSession implements BackendListener {
     }
   }
 
+  /** A client request finished: report it once. */
+  private completed(h: Expectation): void {
+    if (!h.request) return;
+    finishRequest(this.svc.observer, h.request);
+    h.request = undefined;
+  }
+
   private shift(): Expectation | undefined {
     const h = this.expect[this.expectHead];
     if (h) {
@@ -1207,11 +1244,11 @@ export class ClientSession implements BackendListener {
         return;
       case Backend.CommandComplete:
         if (h.effects) this.noteEffect(h, buf, start, end);
-        if (h.kind === 'execute') this.shift();
+        if (h.kind === 'execute') this.completed(this.shift()!);
         break;
       case Backend.EmptyQueryResponse:
       case Backend.PortalSuspended:
-        if (h.kind === 'execute') this.shift();
+        if (h.kind === 'execute') this.completed(this.shift()!);
         break;
       case Backend.ParseComplete:
       case Backend.BindComplete:
@@ -1307,6 +1344,7 @@ export class ClientSession implements BackendListener {
       this.drop();
     } else {
       const f = M.decodeErrorFields(buf, start, end);
+      this.svc.observer.error(f.C ?? SqlState.InternalError);
       if (f.S === 'FATAL' || f.S === 'PANIC') {
         // The backend is going away, not the client's session: report it as an ERROR, which Postgres
         // clients recover from; lost() then only ends the unit with ReadyForQuery.
@@ -1315,6 +1353,7 @@ export class ClientSession implements BackendListener {
         this.socket.write(M.errorResponse({ severity: 'ERROR', code: f.C ?? SqlState.ConnectionFailure, message: f.M ?? 'backend terminated', ...(f.D ? { detail: f.D } : {}), ...(f.H ? { hint: f.H } : {}) }));
       } else this.forward(buf, start, end);
     }
+    if (h.kind === 'execute') this.completed(h);
     if (h.kind === 'query' || h.kind === 'sync') return; // the unit goes on to ReadyForQuery
     // Extended protocol: the backend skips everything up to Sync, so do the expectations.
     this.shift();
@@ -1329,7 +1368,7 @@ export class ClientSession implements BackendListener {
 
   private onReadyForQuery(h: Expectation, buf: Buffer, start: number, end: number): void {
     const status = String.fromCharCode(buf[start + 5]!) as TxStatus;
-    if (h.kind === 'query' || h.kind === 'sync') this.shift();
+    if (h.kind === 'query' || h.kind === 'sync') this.completed(this.shift()!);
     this.syncPoints = Math.max(0, this.syncPoints - 1);
     this.finishUnit(status);
     if (h.swallow) this.drop();
@@ -1367,6 +1406,8 @@ export class ClientSession implements BackendListener {
     const eff = h.effects![i];
     h.effectIndex = i + 1;
     const tag = M.decodeCommandTag(buf, start, end);
+    if (tag === 'COMMIT') this.svc.observer.transaction('single_shard', 'commit');
+    else if (tag === 'ROLLBACK') this.svc.observer.transaction('single_shard', 'rollback');
     if (tag === 'COMMIT') {
       this.applyEffects(this.pendingEffects);
       this.pendingEffects = [];
@@ -1436,6 +1477,8 @@ export class ClientSession implements BackendListener {
     const parked = [...this.parked.values()];
     this.parked.clear();
     if (parked.length) void this.svc.coordinator.rollback(parked);
+    if (inTx || parked.length) this.svc.observer.transaction(transactionKind(parked.filter((p) => p.wrote).length + (this.curWrote ? 1 : 0)), 'rollback');
+    if (outstanding > 0) this.svc.observer.error(err.code);
     this.localTx = inTx || parked.length ? 'failed' : 'none';
     const status: TxStatus = inTx || parked.length ? 'E' : 'I';
     const parts: Buffer[] = [];
@@ -1472,6 +1515,7 @@ export class ClientSession implements BackendListener {
 
   /** Answers the current request with an error, through the backend when one holds the transaction. */
   private replyError(err: PgError, _fromInternal: boolean): void {
+    this.svc.observer.error(err.code);
     if (this.backend) {
       this.push({ kind: 'query', swallow: false, replaceError: err.toMessage() });
       this.syncPoints++;
@@ -1573,16 +1617,18 @@ export class ClientSession implements BackendListener {
   }
 
   /** A read on several shards whose rows are concatenated; nothing else runs for the client meanwhile. */
-  private runScatter(m: FrontendMessage, shards: string[], merge: MergePlan | null): boolean | Promise<void> {
+  private runScatter(m: FrontendMessage, shards: string[], merge: MergePlan | null, statement: StatementType): boolean | Promise<void> {
     if (this.backend) {
       if (!this.idleBackend()) return false;
       this.releaseBackend();
     }
+    const request = startRequest(shards, shards.length >= this.svc.router.shardIds.length ? 'all' : 'multi', statement);
     const pools = shards.map((s) => this.svc.pools.get(s)!);
     const sc = new ScatterQuery(this.socket, pools, Buffer.from(m.buf.subarray(m.start, m.end)), this.vars, merge);
     this.scatter = sc;
     return sc.run().finally(() => {
       this.scatter = null;
+      finishRequest(this.svc.observer, request);
     });
   }
 
@@ -1590,6 +1636,7 @@ export class ClientSession implements BackendListener {
 
   private fatal(err: PgError): void {
     if (this.closed) return;
+    this.svc.observer.error(err.code);
     this.flushRun();
     this.socket.end(err.toMessage());
     this.onClientClose();
@@ -1605,6 +1652,8 @@ export class ClientSession implements BackendListener {
     this.closed = true;
     this.framer.stop();
     this.queue = [];
+    if (this.parked.size > 0 || (this.backend && this.backend.txStatus !== 'I'))
+      this.svc.observer.transaction(transactionKind([...this.parked.values()].filter((p) => p.wrote).length + (this.curWrote ? 1 : 0)), 'rollback');
     for (const p of this.parked.values()) p.pool.destroy(p.be); // closing rolls their transactions back
     this.parked.clear();
     const be = this.backend;

@@ -1,0 +1,168 @@
+// The admin HTTP API: access control, /route, /shards, /ring, /ready when a shard stops, and
+// /openapi.json describing exactly the routes served.
+import t from 'tap';
+import http from 'node:http';
+import os from 'node:os';
+import { routeKey } from '../../src/routing/route-cli.js';
+import { isLoopback } from '../../src/admin/http.js';
+import { getJson, getText, startStack } from './helpers.js';
+
+const TOKEN = 'let-me-in';
+const SERVED = ['/metrics', '/health', '/ready', '/shards', '/ring', '/route', '/openapi.json'];
+
+/** A non-loopback address of this machine, to reach the admin API as a remote client would. */
+function externalAddress(): string {
+  for (const list of Object.values(os.networkInterfaces()))
+    for (const a of list ?? []) if (!a.internal && a.family === 'IPv4') return a.address;
+  throw new Error('this machine has no non-loopback IPv4 address to test remote access from');
+}
+
+/** A request with any method, for the 405 case. */
+function request(url: string, method: string): Promise<{ status: number; allow: string | undefined; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode!, allow: res.headers.allow, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+t.test('loopback detection', async (t) => {
+  for (const a of ['127.0.0.1', '127.1.2.3', '::1', '::ffff:127.0.0.1']) t.ok(isLoopback(a), a);
+  for (const a of ['10.0.0.1', '192.0.2.2', '::ffff:10.0.0.1', 'fd00::2', undefined]) t.notOk(isLoopback(a), String(a));
+});
+
+t.test('with a token', async (t) => {
+  const stack = await startStack(t, { token: TOKEN, adminHost: '0.0.0.0' });
+  const auth = { authorization: `Bearer ${TOKEN}` };
+  const remote = `http://${externalAddress()}:${stack.admin.port}`;
+
+  t.test('every route but /health needs the bearer token, from anywhere', async (t) => {
+    for (const base of [stack.adminUrl, remote])
+      for (const p of SERVED.filter((p) => p !== '/health')) {
+        const none = await getText(`${base}${p}`);
+        t.equal(none.status, 401, `${base}${p} without a token`);
+        t.match(JSON.parse(none.text), { error: /Authorization: Bearer/ }, 'the error says what to send');
+        t.equal(none.headers.get('www-authenticate'), 'Bearer realm="pgshard admin"');
+        const wrong = await getText(`${base}${p}`, { authorization: 'Bearer nope' });
+        t.equal(wrong.status, 401, `${base}${p} with a wrong token`);
+        t.match(JSON.parse(wrong.text), { error: /wrong bearer token/ });
+      }
+    const ok = await getText(`${remote}/metrics`, auth);
+    t.equal(ok.status, 200, 'a remote client with the token gets /metrics');
+    t.match(ok.text, /^pgshard_queries_total\{/m);
+  });
+
+  t.test('/health is open', async (t) => {
+    t.same(await getJson(`${remote}/health`), { status: 200, body: { status: 'ok' } });
+  });
+
+  t.test('/route names the shard that owns a key', async (t) => {
+    for (const key of ['1', '42', '-7', '9007199254740993']) {
+      const r = await getJson<Record<string, unknown>>(`${stack.adminUrl}/route?table=users&key=${key}`, auth);
+      t.equal(r.status, 200);
+      t.same(r.body, routeKey(stack.config, 'users', key), `key ${key}: what pgshard route says`);
+    }
+    const bad = [
+      ['/route?table=users', 400, /needs the parameters table and key.*missing: key/],
+      ['/route?key=1', 400, /missing: table/],
+      ['/route?table=countries&key=de', 400, /reference table/],
+      ['/route?table=nope&key=1', 400, /not under "tables"/],
+      ['/route?table=users&key=abc', 400, /bigint|integer/i],
+    ] as const;
+    for (const [p, status, message] of bad) {
+      const r = await getJson<{ error: string }>(`${stack.adminUrl}${p}`, auth);
+      t.equal(r.status, status, p);
+      t.match(r.body, { error: message }, `${p}: ${r.body.error}`);
+    }
+  });
+
+  t.test('/shards and /ring', async (t) => {
+    const shards = await getJson<Record<string, unknown>[]>(`${stack.adminUrl}/shards`, auth);
+    t.equal(shards.status, 200);
+    t.same(
+      shards.body.map((s) => s.id),
+      ['s0', 's1', 's2'],
+    );
+    t.match(shards.body[0], { host: '127.0.0.1', port: stack.shards.ports[0], database: 'app', weight: 1, pool: { size: 20, idle: Number, active: Number, waiting: 0 } });
+    t.notOk(JSON.stringify(shards.body).includes('"password"'), 'no passwords');
+    const ring = await getJson<{ vnodes: number; points: number; shards: { id: string; points: number; share: number }[] }>(`${stack.adminUrl}/ring`, auth);
+    t.equal(ring.status, 200);
+    t.equal(ring.body.vnodes, 256);
+    t.equal(ring.body.points, 768);
+    t.equal(
+      ring.body.shards.reduce((n, s) => n + s.points, 0),
+      768,
+    );
+    t.ok(Math.abs(ring.body.shards.reduce((n, s) => n + s.share, 0) - 1) < 1e-9, 'shares sum to 1');
+  });
+
+  t.test('/openapi.json lists exactly the routes served', async (t) => {
+    const r = await getJson<{ openapi: string; paths: Record<string, { get: { security?: unknown[] } }> }>(`${stack.adminUrl}/openapi.json`, auth);
+    t.equal(r.status, 200);
+    t.match(r.body.openapi, /^3\./);
+    t.same(Object.keys(r.body.paths).sort(), [...SERVED].sort());
+    t.same(r.body.paths['/health']!.get.security, [], '/health is documented as open');
+    for (const p of Object.keys(r.body.paths)) {
+      const res = await getText(`${stack.adminUrl}${p}${p === '/route' ? '?table=users&key=1' : ''}`, auth);
+      t.equal(res.status, 200, `${p} answers`);
+    }
+  });
+
+  t.test('unknown routes and methods', async (t) => {
+    const nf = await getJson<{ error: string }>(`${stack.adminUrl}/nope`, auth);
+    t.equal(nf.status, 404);
+    t.match(nf.body.error, /no such admin route \/nope: the admin API serves \/metrics/);
+    const post = await request(`${stack.adminUrl}/metrics`, 'POST');
+    t.equal(post.status, 405);
+    t.equal(post.allow, 'GET, HEAD');
+    t.match(JSON.parse(post.body), { error: /GET/ });
+  });
+
+  t.test('/ready: 200 with every shard, 503 naming a stopped one', async (t) => {
+    const ok = await getJson<{ status: string; shards: { id: string; ok: boolean }[] }>(`${stack.adminUrl}/ready`, auth);
+    t.equal(ok.status, 200);
+    t.same(
+      ok.body.shards.map((s) => [s.id, s.ok]),
+      [
+        ['s0', true],
+        ['s1', true],
+        ['s2', true],
+      ],
+    );
+    await stack.shards.clusters[1]!.stop();
+    const t0 = Date.now();
+    const down = await getJson<{ error: string; shards: { id: string; ok: boolean; error?: string }[] }>(`${stack.adminUrl}/ready`, auth);
+    t.equal(down.status, 503);
+    t.ok(Date.now() - t0 < 5000, 'answers within the probe timeout');
+    t.match(down.body.error, /^not ready: no connection to shard "s1" \(.+\); check that the shard is running/);
+    t.same(
+      down.body.shards.map((s) => [s.id, s.ok]),
+      [
+        ['s0', true],
+        ['s1', false],
+        ['s2', true],
+      ],
+    );
+    const metrics = await getText(`${stack.adminUrl}/metrics`, auth);
+    t.match(metrics.text, /^pgshard_shard_up\{shard="s1"\} 0$/m, 'the metrics say s1 is down');
+    const ts = Number(/^pgshard_shard_last_error_timestamp_seconds\{shard="s1"\} (\S+)$/m.exec(metrics.text)?.[1]);
+    t.ok(Math.abs(ts - Date.now() / 1000) < 60, 'with the time of the failure');
+  });
+});
+
+t.test('without a token: loopback clients only', async (t) => {
+  const stack = await startStack(t, { adminHost: '0.0.0.0' });
+  const remote = `http://${externalAddress()}:${stack.admin.port}`;
+  for (const p of SERVED.filter((p) => p !== '/health')) {
+    const local = await getText(`${stack.adminUrl}${p}${p === '/route' ? '?table=users&key=1' : ''}`);
+    t.equal(local.status, 200, `${p} from loopback`);
+    const r = await getJson<{ error: string }>(`${remote}${p}`);
+    t.equal(r.status, 403, `${p} from ${remote}`);
+    t.match(r.body.error, /answers loopback clients only: connect from this host, or set admin\.token/);
+  }
+  t.equal((await getText(`${remote}/health`)).status, 200, '/health stays open');
+});
