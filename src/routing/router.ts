@@ -19,6 +19,10 @@ export type Target =
   /** A write on several shards: the same statement on each, in one distributed transaction (or one shard
    *  at a time, for statements Postgres refuses in a transaction block). */
   | { kind: 'broadcast'; shards: string[]; transactional: boolean; /** every shard holds the same rows: report one shard's count */ reference?: boolean }
+  /** COPY FROM STDIN into a sharded table: rows are routed one by one by their key. */
+  | { kind: 'copy-in'; table: string; keyColumn: string }
+  /** A multi-row INSERT whose rows belong to several shards: each row's shard, in order. */
+  | { kind: 'split-insert'; rowShards: string[] }
   | { kind: 'error'; error: PgError };
 
 export interface RouteContext {
@@ -27,6 +31,11 @@ export interface RouteContext {
 }
 
 export class Router {
+  /** The shard that owns one canonical key (COPY routing, row by row). */
+  shardForKey(table: string, key: string): string {
+    return this.ring.shardFor(canonicalFromText(this.keyType(table), key));
+  }
+
   constructor(
     private ring: HashRing,
     private readonly tables: Config['tables'],
@@ -100,6 +109,15 @@ export class Router {
         if (set === 'all') return this.spread(stmt, r.table, this.ring.shardIds);
         if (set.size === 0) return { kind: 'home' }; // only NULL keys: no row can match, any shard answers that
         if (set.size === 1) return { kind: 'shard', shard: set.values().next().value as string };
+        if (stmt.insertRows !== undefined && r.keys.length === stmt.insertRows && !this.crossShardRefused(r.table)) {
+          const rowShards: string[] = [];
+          for (const k of r.keys) {
+            const one = shardsForKeys(this.ring, this.keyType(r.table), [k], params);
+            if (one === 'all' || one.size !== 1) return this.spread(stmt, r.table, [...set].sort());
+            rowShards.push(one.values().next().value as string);
+          }
+          return { kind: 'split-insert', rowShards };
+        }
         return this.spread(stmt, r.table, [...set].sort());
       }
     }
@@ -115,8 +133,17 @@ export class Router {
         }),
       };
     if (stmt.copy) {
+      if (stmt.copy.direction === 'to' && stmt.notConcatenable !== null)
+        return {
+          kind: 'error',
+          error: new PgError(SqlState.FeatureNotSupported, `COPY … TO STDOUT with ${stmt.notConcatenable} across shards is not supported (the shards' output would only be concatenated)`, {
+            hint: 'Run the SELECT itself (pgshard merges it), or COPY from each shard.',
+          }),
+        };
       if (stmt.copy.direction === 'to') return { kind: 'scatter', shards: [...shards] };
-      return refuseMultiShardWrite('COPY FROM into a sharded table');
+      const t = this.tables[table];
+      if (t && isShardedTable(t)) return { kind: 'copy-in', table, keyColumn: t.shard_key };
+      return refuseMultiShardWrite('COPY FROM into a table that is not sharded');
     }
     if (stmt.explain)
       return { kind: 'error', error: new PgError(SqlState.FeatureNotSupported, 'EXPLAIN of a statement that reaches several shards is not supported yet', { hint: 'EXPLAIN it with a shard key condition, or with /* pgshard: shard=ID */.' }) };

@@ -64,9 +64,10 @@ export class PgShardServer {
       maxMessageBytes: cfg.limits.max_message_bytes,
       maxPreparedStatements: cfg.limits.max_prepared_statements_per_client,
       dryRun: cfg.dry_run,
-      schemaChanged: () => void this.learnColumns(),
+      schemaChanged: () => this.learnColumns(),
       observer: this.observer,
       coordinator: this.coordinator,
+      columnsOf: (table) => this.analyzer.columnsOf(table),
     };
     await this.learnColumns();
     this.columnTimer = setInterval(() => void this.learnColumns(), 30_000);

@@ -23,6 +23,10 @@ import type { BindParams } from '../routing/keys.js';
 import type { Router, Target } from '../routing/router.js';
 import { quoteIdent, stateSyncSql } from '../pool/state-sync.js';
 import { ScatterQuery } from '../execute/scatter.js';
+import { splitInsert } from '../sql/split-insert.js';
+import { ShardedCopy } from '../execute/copy-in.js';
+import { copyOptionsFromAst, type CopyOptions } from '../execute/copy-split.js';
+import { parseSync, type CopyStmt } from 'libpg-query';
 import type { Participant, TransactionCoordinator } from '../execute/two-phase.js';
 import { buildParse, replaceName, statementKey, type ClientStatement } from './statements.js';
 import { finishRequest, NO_SHARD, routeKindOf, routeKindOfStatement, startRequest, statementTypeOf, transactionKind, type ProxyObserver, type RequestTiming, type StatementType } from '../admin/observer.js';
@@ -36,10 +40,12 @@ export interface SessionServices {
   maxPreparedStatements: number;
   dryRun: boolean;
   /** A table definition may have changed (DDL committed): routing facts learned from catalogs are stale. */
-  schemaChanged(): void;
+  schemaChanged(): Promise<void>;
   /** Told about requests, errors, transactions and checkouts (the metrics). */
   observer: ProxyObserver;
   coordinator: TransactionCoordinator;
+  /** Column order of a sharded table, as learned from a shard's catalog (for COPY without a column list). */
+  columnsOf(table: string): readonly string[] | undefined;
 }
 
 export interface ClientInfo {
@@ -237,6 +243,11 @@ export class ClientSession implements BackendListener {
         return;
       }
     }
+    // A sharded COPY runs while the session is busy with it: its data must not wait behind it.
+    if (this.copy && (type === Frontend.CopyData || type === Frontend.CopyDone || type === Frontend.CopyFail) && this.queue.length === 0) {
+      this.copy.onClient({ type, buf, start, end });
+      return;
+    }
     this.queue.push({ type, buf, start, end });
     if (!this.busy) this.pump();
     if (this.queue.length > 2000 && !this.paused) {
@@ -321,6 +332,7 @@ export class ClientSession implements BackendListener {
       case Frontend.CopyData:
       case Frontend.CopyDone:
       case Frontend.CopyFail:
+        if (this.copy) return this.copy.onClient(m);
         // COPY FROM STDIN data goes to the backend running the COPY; outside COPY, Postgres ignores it.
         if (this.backend && this.copyIn) this.backend.write(m.buf.subarray(m.start, m.end));
         if (m.type !== Frontend.CopyData) this.copyIn = false;
@@ -398,7 +410,18 @@ export class ClientSession implements BackendListener {
     if (target.kind === 'scatter') return this.runScatter(m, target.shards, target.merge ?? null, statementTypeOf(one?.tag));
     if (target.kind === 'broadcast') {
       const request = startRequest(target.shards, routeKindOf(target, one, this.svc.router.shardIds.length), statementTypeOf(one?.tag));
-      return this.runBroadcast(text, target.shards, target.transactional, target.reference === true).finally(() => finishRequest(this.svc.observer, request));
+      return this.runBroadcast(target.shards.map((shard) => ({ shard, text })), target.transactional, target.reference === true).finally(() => finishRequest(this.svc.observer, request));
+    }
+    if (target.kind === 'copy-in') return this.startCopyIn(text, target.table, target.keyColumn);
+    if (target.kind === 'split-insert') {
+      let parts: Map<string, string>;
+      try {
+        parts = splitInsert(text, target.rowShards);
+      } catch (e) {
+        return this.refuse(toPgError(e));
+      }
+      const request = startRequest([...parts.keys()], 'multi', statementTypeOf(one?.tag));
+      return this.runBroadcast([...parts].map(([shard, t]) => ({ shard, text: t })), true, false).finally(() => finishRequest(this.svc.observer, request));
     }
     const shard = target.kind === 'shard' ? target.shard : this.defaultShard();
     const ready = this.useShard(shard);
@@ -495,6 +518,13 @@ export class ClientSession implements BackendListener {
     for (const st of analysis.statements) {
       const t = this.svc.router.route(st, analysis.hint, params, { sessionShard: this.sessionShard });
       if (t.kind === 'error') return t;
+      if ((t.kind === 'broadcast' || t.kind === 'scatter' || t.kind === 'split-insert' || t.kind === 'copy-in') && analysis.statements.length > 1)
+        return {
+          kind: 'error',
+          error: new PgError(SqlState.FeatureNotSupported, `${st.tag} reaches several shards and must be sent as a query string of its own`, {
+            hint: 'Send the statements of this query string one at a time.',
+          }),
+        };
       if (result === null || result.kind === 'home') result = t;
       else if (t.kind === 'home') continue;
       else if (t.kind === 'shard' && result.kind === 'shard' && t.shard === result.shard) continue;
@@ -566,7 +596,7 @@ export class ClientSession implements BackendListener {
           else t = this.svc.router.route(a.statements[0]!, a.hint, p.params, { sessionShard: this.sessionShard });
           if (this.svc.dryRun) this.log.info({ route: describeTarget(t), sql: p.statement.text.slice(0, 200) }, 'route');
           if (t.kind === 'error') problem = { index: i, error: t.error };
-          else if (t.kind === 'scatter' || t.kind === 'broadcast') {
+          else if (t.kind === 'scatter' || t.kind === 'broadcast' || t.kind === 'split-insert' || t.kind === 'copy-in') {
             problem = {
               index: i,
               error: new PgError(SqlState.FeatureNotSupported, 'a statement reaching several shards is not supported in the extended query protocol yet', {
@@ -1098,6 +1128,10 @@ export class ClientSession implements BackendListener {
     }
     return co.commit(parts).then(
       () => {
+        if (this.ddlSent) {
+          this.ddlSent = false;
+          void this.svc.schemaChanged();
+        }
         this.svc.observer.transaction(kind, 'commit');
         this.applyEffects(effects);
         answer('COMMIT', null);
@@ -1535,6 +1569,94 @@ export class ClientSession implements BackendListener {
     return true;
   }
 
+  private copy: ShardedCopy | null = null;
+
+  /**
+   * COPY FROM STDIN into a sharded table: every shard becomes a participant of the transaction (the
+   * client's, or an implicit one committed with two-phase commit), runs the same COPY, and receives the
+   * rows whose keys it owns; the client sees one COPY.
+   */
+  private async startCopyIn(text: string, table: string, keyColumn: string): Promise<void> {
+    if (!this.svc.columnsOf(table)) await this.svc.schemaChanged();
+    let opts: CopyOptions;
+    try {
+      const parsed = parseSync(text) as { stmts?: { stmt?: { CopyStmt?: CopyStmt } }[] };
+      const cs = parsed.stmts?.[0]?.stmt?.CopyStmt;
+      const o = cs ? copyOptionsFromAst(cs, this.svc.columnsOf(table), keyColumn) : { error: 'not a COPY statement' };
+      if ('error' in o) throw new PgError(SqlState.FeatureNotSupported, o.error);
+      opts = o;
+    } catch (e) {
+      this.replyError(toPgError(e), false);
+      return;
+    }
+    if (this.backend) await this.waitIdle();
+    const implicit = !(this.txShard !== null || this.parked.size > 0 || this.localTx !== 'none');
+    if (this.localTx === 'failed' || this.backend?.txStatus === 'E') {
+      this.replyError(new PgError(SqlState.InFailedSqlTransaction, 'current transaction is aborted, commands ignored until end of transaction block'), false);
+      return;
+    }
+    if (implicit) {
+      this.localTx = 'begin-pending';
+      this.pendingBegin = 'BEGIN';
+      this.beginSql = 'BEGIN';
+    }
+    // Every shard joins the transaction (BEGIN, session state), then all run the COPY at once.
+    for (const shard of this.svc.router.shardIds) {
+      for (;;) {
+        const r = this.useShard(shard);
+        if (r === true) break;
+        if (r === false) await this.waitIdle();
+        else await r;
+      }
+      this.sendPreamble();
+      this.curWrote = true;
+      await this.waitIdle();
+    }
+    const cur = { be: this.backend!, pool: this.backendPool!, wrote: true };
+    this.parked.set(cur.pool.shard.id, cur);
+    this.backend = null;
+    this.backendPool = null;
+    this.preambleDone = false;
+    this.resetExpectations();
+    const copy = new ShardedCopy(this.socket, [...this.parked.values()], text, opts, table, this.svc.router);
+    this.copy = copy;
+    const outcome = await copy.done;
+    this.copy = null;
+    // Back to normal: one participant current, the others parked (idle in the transaction).
+    const parts = [...this.parked.values()];
+    this.parked.clear();
+    let first: Participant | null = null;
+    for (const p of parts) {
+      if (!p.be.isOpen) {
+        p.pool.destroy(p.be);
+        continue;
+      }
+      if (!first) {
+        first = p;
+        continue;
+      }
+      this.attach(p.be, p.pool, true);
+      this.preambleDone = true;
+      this.park();
+    }
+    if (first) {
+      this.attach(first.be, first.pool, true);
+      this.preambleDone = true;
+      this.txShard = first.pool.shard.id;
+    }
+    if (implicit) {
+      await this.endDistributed(outcome.error === null, (_tag, err) => {
+        const e = outcome.error ?? err?.toMessage() ?? null;
+        this.replyLocal([e ?? M.commandComplete(`COPY ${outcome.rows}`)], 'I');
+      });
+      return;
+    }
+    if (outcome.error) {
+      this.writeClient([outcome.error]);
+      this.replyLocal([], 'E');
+    } else this.replyLocal([M.commandComplete(`COPY ${outcome.rows}`)], this.currentStatus());
+  }
+
   private waitIdle(): Promise<void> {
     if (this.syncPoints === 0 && !this.extendedOpen && !this.copyIn) return Promise.resolve();
     return new Promise((r) => this.idleWaiters.push(r));
@@ -1546,19 +1668,21 @@ export class ClientSession implements BackendListener {
    * implicit one committed with two-phase commit at the end — answered as one statement. Statements
    * Postgres refuses in a transaction block run one shard at a time; a failure names where it applied.
    */
-  private async runBroadcast(text: string, shards: string[], transactional: boolean, same: boolean): Promise<void> {
+  private async runBroadcast(plan: { shard: string; text: string }[], transactional: boolean, same: boolean): Promise<void> {
+    const shards = plan.map((p) => p.shard);
+    const textOf = (shard: string) => plan.find((p) => p.shard === shard)!.text;
     if (this.backend) await this.waitIdle();
     const g: Gather = { rowDescriptionSent: false, verb: null, count: 0n, failed: false, same };
     const tag = () => (g.verb === null ? 'EMPTY' : g.verb === 'SELECT' || g.verb === 'UPDATE' || g.verb === 'DELETE' || g.verb.startsWith('INSERT') || g.verb === 'MERGE' || g.verb === 'COPY' ? `${g.verb} ${g.count}` : g.verb);
     const inBlock = this.txShard !== null || this.parked.size > 0 || this.localTx !== 'none';
     if (!transactional) {
       if (inBlock) {
-        this.replyError(new PgError('25001', `${this.svc.analyze(text).statements[0]?.tag ?? 'this statement'} cannot run inside a transaction block`), false);
+        this.replyError(new PgError('25001', `${this.svc.analyze(plan[0]!.text).statements[0]?.tag ?? 'this statement'} cannot run inside a transaction block`), false);
         return;
       }
       const done: string[] = [];
       for (const shard of shards) {
-        await this.runOn(shard, text, g);
+        await this.runOn(shard, textOf(shard), g);
         if (g.failed) {
           const left = shards.filter((x) => x !== shard && !done.includes(x));
           this.replyLocal(
@@ -1585,9 +1709,10 @@ export class ClientSession implements BackendListener {
       this.beginSql = 'BEGIN';
     }
     for (const shard of shards) {
-      await this.runOn(shard, text, g);
+      await this.runOn(shard, textOf(shard), g);
       if (g.failed) break;
     }
+    if (!g.failed && g.verb !== null && /^(CREATE|ALTER|DROP) TABLE/.test(g.verb)) this.ddlSent = true;
     if (implicit) {
       await this.endDistributed(!g.failed, (t, err) => {
         if (g.failed) this.replyLocal([], 'I');
@@ -1747,6 +1872,10 @@ function describeTarget(t: Target): string {
       return `scatter ${t.shards.join(',')}`;
     case 'broadcast':
       return `broadcast ${t.shards.join(',')}`;
+    case 'copy-in':
+      return `copy into ${t.table} by ${t.keyColumn}`;
+    case 'split-insert':
+      return `split insert over ${[...new Set(t.rowShards)].join(',')}`;
     case 'error':
       return `refused ${t.error.code}`;
   }

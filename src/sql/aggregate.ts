@@ -2,6 +2,7 @@ import type { FuncCall, Node, ResTarget, SelectStmt, SortBy } from 'libpg-query'
 import { namesOf, operatorName } from './ast.js';
 import { dropLimit, limitOf } from './limit.js';
 import { collationOf, Outputs, resolveItem } from './order-by.js';
+import { outputName } from './rewrite-names.js';
 import { clone, parseExpr, sameTree, target, Unsupported, walk } from './rewrite.js';
 import type { AggregateKey, AggregatePlan, CrossShardPlan, FinalExpr, GroupMergePlan } from './types.js';
 
@@ -11,8 +12,10 @@ import type { AggregateKey, AggregatePlan, CrossShardPlan, FinalExpr, GroupMerge
  * variance family, sorted arrays for string_agg/array_agg, the distinct values for count(DISTINCT x).
  * pgshard merges the partial rows by group key, finishes every aggregate with Postgres's own rules
  * (src/execute/merge/aggregate.ts), then evaluates expressions over them, HAVING, DISTINCT, ORDER BY and
- * LIMIT itself. Client columns that contain aggregates are sent as `(SELECT expr WHERE false)`: the shard
- * still names and types the column exactly as Postgres would, without computing it on partial data.
+ * LIMIT itself. Client columns that contain aggregates are sent as `CASE WHEN false THEN expr END AS name`
+ * (see typingTarget): the shard names and types the column as Postgres would, without computing it.
+ * avg and the variance family sum `x::numeric` (a float argument must not overflow on a shard before
+ * pgshard can refuse it) next to `CASE WHEN false THEN min(x) END`, a column typed like x that costs nothing.
  */
 
 /** Built-in aggregates (user-defined ones cannot be told from plain functions by syntax). */
@@ -140,8 +143,7 @@ class GroupPlanner {
       if (!hasAggregate(val)) return { column: i };
       if ('FuncCall' in val && directPartial(val.FuncCall)) return { agg: this.aggregate(val, i) };
       const e = this.compile(val);
-      // The shard names and types the column as Postgres would, without evaluating it on partial rows.
-      (this.shardTargets[i] as { ResTarget: ResTarget }).ResTarget.val = template('(SELECT __a WHERE false)', { a: val });
+      (this.shardTargets[i] as { ResTarget: ResTarget }).ResTarget = typingTarget(t);
       return e;
     });
     const groups: GroupMergePlan = { keys, aggregates: this.aggregates, outputs, order: [] };
@@ -155,6 +157,7 @@ class GroupPlanner {
       let expr: FinalExpr;
       let node: Node | undefined;
       if (r.kind === 'expr') {
+        if ((stmt.distinctClause?.length ?? 0) > 0) throw new Unsupported('for SELECT DISTINCT, ORDER BY expressions must appear in select list');
         node = r.node;
         expr = this.compile(r.node);
       } else {
@@ -200,6 +203,11 @@ class GroupPlanner {
     return c;
   }
 
+  /** A shard column typed like `x` and always NULL (the planner folds the CASE away, min() included). */
+  private typeProbe(x: Node): number {
+    return this.partialColumn(template('CASE WHEN false THEN min(__a) END', { a: x }));
+  }
+
   /** Index of the aggregate `node` (a FuncCall) in the plan; `column`: a client column already holds its partial. */
   private aggregate(node: Node, column?: number): number {
     const seen = this.aggNodes.findIndex((a) => sameTree(a, node));
@@ -235,14 +243,15 @@ class GroupPlanner {
       plan = { fn, column: column ?? this.partialColumn({ FuncCall: call }) };
     } else if (name === 'avg') {
       if (args.length !== 1) throw new Unsupported('avg() takes one argument');
-      plan = { fn: 'avg', sum: this.partialColumn(partial('sum', args)), count: this.partialColumn(partial('count', args)) };
+      plan = { fn: 'avg', sum: this.partialColumn(partial('sum', [numericArg(args[0]!)])), count: this.partialColumn(partial('count', args)), type: this.typeProbe(args[0]!) };
     } else if (name in VARIANCE) {
       if (args.length !== 1) throw new Unsupported(`${name}() takes one argument`);
       plan = {
         fn: VARIANCE[name]!,
         count: this.partialColumn(partial('count', args)),
-        sum: this.partialColumn(partial('sum', args)),
+        sum: this.partialColumn(partial('sum', [numericArg(args[0]!)])),
         squares: this.partialColumn(partial('sum', [template('(__a)::numeric * (__a)::numeric', { a: args[0]! })])),
+        type: this.typeProbe(args[0]!),
       };
     } else if (name === 'string_agg' || name === 'array_agg') {
       if (name === 'string_agg' && args.length !== 2) throw new Unsupported('string_agg() takes two arguments');
@@ -338,6 +347,28 @@ function directPartial(f: FuncCall): boolean {
   if (n === undefined || !DIRECT.has(n) || f.agg_within_group === true) return false;
   if (f.agg_distinct === true && n !== 'min' && n !== 'max' && n !== 'bool_and' && n !== 'bool_or' && n !== 'every') return false;
   return !(n === 'count' && f.agg_star !== true && (f.args?.length ?? 0) !== 1);
+}
+
+/**
+ * The shard column standing for a client column computed by pgshard: named and typed as Postgres would
+ * (RowDescription), never evaluated on a shard's partial rows (where it could fail, e.g. divide by zero).
+ * `CASE WHEN false THEN expr END AS name`: the planner folds it to a typed NULL, aggregates included.
+ * Where a CASE would lose a type modifier (a cast to numeric(p,s) inside) or the name is not certain,
+ * `(SELECT expr LIMIT 0)`, which keeps both but still computes the aggregates inside.
+ */
+function typingTarget(t: ResTarget): ResTarget {
+  const val = t.val!;
+  const name = outputName(t);
+  let typmod = false;
+  walk(val, (n) => {
+    if ('TypeCast' in n && (n.TypeCast.typeName?.typmods?.length ?? 0) > 0) typmod = true;
+  });
+  if (name === undefined || typmod) return { ...clone(t), val: template('(SELECT __a LIMIT 0)', { a: val }) };
+  return { name, val: template('CASE WHEN false THEN __a END', { a: val }) };
+}
+
+function numericArg(x: Node): Node {
+  return template('(__a)::numeric', { a: x });
 }
 
 function direction(sb: SortBy): { desc: boolean; nullsFirst: boolean } {

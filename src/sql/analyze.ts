@@ -31,6 +31,10 @@ export class StatementAnalyzer {
     return this.schema.shardedTables();
   }
 
+  columnsOf(table: string): readonly string[] | undefined {
+    return this.schema.columnsOf(table);
+  }
+
   /** Records a sharded table's column order; cached analyses are dropped when it changed. */
   setColumns(table: string, columns: readonly string[] | undefined): void {
     if (this.schema.setColumns(table, columns)) this.cache.clear();

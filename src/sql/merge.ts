@@ -92,6 +92,8 @@ function planRows(stmt: SelectStmt): CrossShardPlan {
     plan.limit = limit;
     if (pushDown(shard, limit)) changed = true;
   }
+  if (limit?.withTies && changed)
+    throw new Unsupported('FETCH FIRST … WITH TIES across shards needs no OFFSET and every sort key in the select list', 'pgshard cannot rewrite WITH TIES for the shards (its SQL writer would drop it).');
   if (hidden.length > 0) shard.targetList = [...(shard.targetList ?? []), ...hidden.map((h, i) => target(h, `pgshard_${i + 1}`))];
   const out: CrossShardPlan = { hidden: hidden.length, rows: plan };
   if (changed) out.sql = deparseChecked(shard);

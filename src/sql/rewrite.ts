@@ -24,10 +24,13 @@ export function clone<T>(v: T): T {
   return structuredClone(v);
 }
 
+/** Source positions in libpg-query's JSON (ParseLoc fields), which do not change a statement's meaning. */
+const POSITION_KEY = /^(location|stmt_location|stmt_len|list_start|list_end)$|_location$|_list_(start|end)$/;
+
 /** A JSON text of a tree without source positions, with keys in a fixed order: equal for equal meaning. */
 export function canonical(v: unknown): string {
   return JSON.stringify(v, (key, value: unknown) => {
-    if (key === 'location' || key === 'stmt_location' || key === 'stmt_len') return undefined;
+    if (POSITION_KEY.test(key)) return undefined;
     if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
       const o = value as Record<string, unknown>;
       const out: Record<string, unknown> = {};

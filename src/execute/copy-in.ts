@@ -1,0 +1,209 @@
+/**
+ * COPY FROM STDIN into a sharded table, once every shard is a participant of the transaction: the same
+ * COPY statement runs on every shard, each row goes to the shard owning its key (rows are split with
+ * CopyRowSplitter and forwarded as the bytes they arrived in), and the client sees one COPY with the
+ * summed row count. An error on any shard, or in the data, fails the whole COPY; the caller then rolls the
+ * transaction back (or leaves the client's transaction failed, as Postgres does).
+ */
+import type { Socket } from 'node:net';
+import { Backend, Frontend } from '../protocol/codes.js';
+import * as M from '../protocol/messages.js';
+import { PgError, SqlState, toPgError } from '../protocol/errors.js';
+import { CopyRowSplitter, type CopyOptions } from './copy-split.js';
+import type { Participant } from './two-phase.js';
+import type { Router } from '../routing/router.js';
+
+interface Leg {
+  p: Participant;
+  ready: boolean; // CopyInResponse received
+  finished: boolean; // ReadyForQuery received
+  rows: bigint;
+  out: Buffer[];
+  outBytes: number;
+}
+
+const FLUSH_BYTES = 64 * 1024;
+
+export interface CopyOutcome {
+  rows: bigint;
+  /** The ErrorResponse to give the client, if the COPY failed. */
+  error: Buffer | null;
+}
+
+export class ShardedCopy {
+  readonly done: Promise<CopyOutcome>;
+  private resolve!: (o: CopyOutcome) => void;
+  private readonly legs: Leg[];
+  private readonly byShard = new Map<string, Leg>();
+  private readonly splitter: CopyRowSplitter;
+  private error: Buffer | null = null;
+  private started = false; // the client was sent CopyInResponse
+  private clientDone = false;
+  private headerSent = false;
+
+  constructor(
+    private readonly client: Socket,
+    parts: Participant[],
+    statement: string,
+    private readonly opts: CopyOptions,
+    private readonly table: string,
+    private readonly router: Router,
+  ) {
+    this.done = new Promise((r) => (this.resolve = r));
+    this.splitter = new CopyRowSplitter(opts);
+    this.legs = parts.map((p) => ({ p, ready: false, finished: false, rows: 0n, out: [], outBytes: 0 }));
+    for (const leg of this.legs) {
+      this.byShard.set(leg.p.pool.shard.id, leg);
+      leg.p.be.listener = {
+        message: (type, buf, start, end) => this.onBackend(leg, type, buf, start, end),
+        chunkDone: () => undefined,
+        lost: (err) => {
+          this.fail(err.toMessage());
+          leg.finished = true;
+          leg.ready = true;
+          this.check();
+        },
+      };
+      leg.p.be.write(M.queryMessage(statement));
+    }
+  }
+
+  private onBackend(leg: Leg, type: number, buf: Buffer, start: number, end: number): void {
+    switch (type) {
+      case Backend.CopyInResponse:
+        leg.ready = true;
+        if (!this.started && this.legs.every((l) => l.ready)) {
+          if (this.error) {
+            // Failed before the client started: end the other COPYs; the client never sees CopyInResponse.
+            for (const l of this.legs) if (!l.finished) l.p.be.write(copyFail('COPY refused on another shard'));
+            this.clientDone = true;
+          } else {
+            this.started = true;
+            this.client.write(buf.subarray(start, end));
+          }
+        }
+        return;
+      case Backend.CommandComplete: {
+        const tag = M.decodeCommandTag(buf, start, end);
+        const n = tag.slice(tag.lastIndexOf(' ') + 1);
+        if (/^\d+$/.test(n)) leg.rows = BigInt(n);
+        return;
+      }
+      case Backend.ErrorResponse:
+        leg.ready = true;
+        this.fail(Buffer.from(buf.subarray(start, end)));
+        return;
+      case Backend.NoticeResponse:
+        this.client.write(buf.subarray(start, end));
+        return;
+      case Backend.ReadyForQuery:
+        leg.finished = true;
+        leg.ready = true;
+        if (!this.started && this.legs.every((l) => l.ready) && this.error) this.clientDone = true;
+        this.check();
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** The first failure wins; the COPYs still running are ended so their shards stop waiting for data. */
+  private fail(error: Buffer): void {
+    if (this.error) return;
+    this.error = error;
+    for (const l of this.legs) if (!l.finished && l.ready) l.p.be.write(copyFail('COPY failed on another shard'));
+  }
+
+  /** A CopyData, CopyDone or CopyFail from the client. */
+  onClient(m: { type: number; buf: Buffer; start: number; end: number }): true {
+    if (this.clientDone) return true;
+    if (m.type === Frontend.CopyData) {
+      if (this.error) return true; // Postgres also reads and drops the rest of the data after an error
+      try {
+        const rows = this.splitter.push(m.buf.subarray(m.start + 5, m.end));
+        this.sendHeader();
+        this.route(rows);
+      } catch (e) {
+        this.fail(toPgError(e).toMessage());
+      }
+      return true;
+    }
+    if (m.type === Frontend.CopyDone && !this.error) {
+      try {
+        const rows = this.splitter.end();
+        this.sendHeader();
+        this.route(rows);
+      } catch (e) {
+        this.fail(toPgError(e).toMessage());
+      }
+    }
+    if (!this.error) {
+      for (const l of this.legs) {
+        this.flush(l);
+        l.p.be.write(Buffer.from([Frontend.CopyDone, 0, 0, 0, 4]));
+      }
+    } else if (m.type === Frontend.CopyFail) {
+      const [reason] = M.readCString(m.buf, m.start + 5, m.end);
+      this.error ??= new PgError('57014', `COPY from stdin failed: ${reason}`).toMessage();
+    }
+    if (m.type === Frontend.CopyFail && !this.error) {
+      const [reason] = M.readCString(m.buf, m.start + 5, m.end);
+      this.fail(new PgError('57014', `COPY from stdin failed: ${reason}`).toMessage());
+    }
+    this.clientDone = true;
+    this.check();
+    return true;
+  }
+
+  private sendHeader(): void {
+    if (this.headerSent) return;
+    const h = this.splitter.takeHeader();
+    if (!h) return;
+    this.headerSent = true;
+    for (const l of this.legs) this.queue(l, h);
+  }
+
+  private route(rows: { bytes: Buffer; key: string | null }[]): void {
+    for (const r of rows) {
+      if (r.key === null)
+        throw new PgError(SqlState.FeatureNotSupported, `a COPY row has NULL in the shard key column "${this.opts.keyName}" of "${this.table}"`, {
+          hint: 'Every row of a sharded table needs its shard key.',
+        });
+      const leg = this.byShard.get(this.router.shardForKey(this.table, r.key))!;
+      this.queue(leg, r.bytes);
+    }
+  }
+
+  private queue(leg: Leg, bytes: Buffer): void {
+    leg.out.push(bytes);
+    leg.outBytes += bytes.length;
+    if (leg.outBytes >= FLUSH_BYTES) this.flush(leg);
+  }
+
+  private flush(leg: Leg): void {
+    if (leg.outBytes === 0) return;
+    const b = Buffer.allocUnsafe(5 + leg.outBytes);
+    b[0] = Frontend.CopyData;
+    b.writeInt32BE(4 + leg.outBytes, 1);
+    let o = 5;
+    for (const part of leg.out) o += part.copy(b, o);
+    leg.out = [];
+    leg.outBytes = 0;
+    leg.p.be.write(b);
+  }
+
+  private check(): void {
+    if (!this.clientDone || !this.legs.every((l) => l.finished)) return;
+    for (const l of this.legs) l.p.be.listener = null;
+    this.resolve({ rows: this.legs.reduce((a, l) => a + l.rows, 0n), error: this.error });
+  }
+}
+
+function copyFail(reason: string): Buffer {
+  const r = Buffer.from(reason + '\0', 'utf8');
+  const b = Buffer.allocUnsafe(5 + r.length);
+  b[0] = Frontend.CopyFail;
+  b.writeInt32BE(4 + r.length, 1);
+  r.copy(b, 5);
+  return b;
+}

@@ -1,0 +1,187 @@
+// Writes that reach several shards: applied on all of them atomically or on none, answered as one
+// Postgres would answer, with no prepared transaction left behind.
+import t from 'tap';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { errorOf, pgClient } from '../helpers/proxy.js';
+import { SHARD_IDS, keysOnTwoShards, withSharded } from '../helpers/three-shards.js';
+
+const s = await withSharded(t);
+
+async function preparedLeft(): Promise<number> {
+  return s.total('select count(*) from pg_prepared_xacts');
+}
+
+async function holdersOf(id: number): Promise<string[]> {
+  return s.holders('select 1 from users where id = $1', [id]);
+}
+
+t.test('a transaction on two shards commits on both (two-phase) and rolls back on both', async (t) => {
+  const c = await pgClient(s.proxy.port, { t });
+  const { a, b, shardA, shardB } = keysOnTwoShards(s, 'users', 10_000);
+  await c.query('begin');
+  await c.query(`insert into users (id, name) values (${a}, 'a')`);
+  await c.query('insert into users (id, name) values ($1, $2)', [b, 'b']);
+  t.same((await c.query(`select id from users where id = ${a}`)).rows, [{ id: String(a) }], 'a participant reads its own write');
+  t.equal((await c.query('commit')).command, 'COMMIT');
+  t.same(await holdersOf(a), [shardA], `key ${a} committed on ${shardA} only`);
+  t.same(await holdersOf(b), [shardB], `key ${b} committed on ${shardB} only`);
+
+  const { a: a2, b: b2 } = keysOnTwoShards(s, 'users', 20_000);
+  await c.query('begin');
+  await c.query(`insert into users (id, name) values (${a2}, 'a')`);
+  await c.query(`insert into users (id, name) values (${b2}, 'b')`);
+  t.equal((await c.query('rollback')).command, 'ROLLBACK');
+  t.same(await holdersOf(a2), [], 'rolled back on the first shard');
+  t.same(await holdersOf(b2), [], 'rolled back on the second shard');
+  t.equal(await preparedLeft(), 0, 'no prepared transaction left');
+});
+
+t.test('an error on the second shard fails the whole transaction, as in Postgres', async (t) => {
+  const c = await pgClient(s.proxy.port, { t });
+  const { a, b } = keysOnTwoShards(s, 'users', 30_000);
+  await s.direct(s.owner('users', b), `insert into users (id, name) values (${b}, 'already there')`);
+  await c.query('begin');
+  await c.query(`insert into users (id, name) values (${a}, 'a')`);
+  t.equal((await errorOf(() => c.query(`insert into users (id, name) values (${b}, 'dup')`)))?.code, '23505', 'the duplicate fails');
+  t.equal((await errorOf(() => c.query('select 1')))?.code, '25P02', 'then 25P02');
+  t.equal((await errorOf(() => c.query(`select * from users where id = ${a}`)))?.code, '25P02', 'on any shard');
+  t.equal((await c.query('commit')).command, 'ROLLBACK', 'COMMIT of the failed transaction answers ROLLBACK');
+  t.same(await holdersOf(a), [], 'the first shard rolled back');
+  t.same((await c.query('select 1 as one')).rows, [{ one: 1 }], 'the session goes on');
+  t.equal(await preparedLeft(), 0);
+});
+
+t.test('savepoints span the participants', async (t) => {
+  const c = await pgClient(s.proxy.port, { t });
+  const keys = [40_001, 40_002, 40_003, 40_004, 40_005, 40_006];
+  await c.query('begin');
+  await c.query(`insert into users (id, name) values (${keys[0]}, 'kept')`);
+  await c.query('savepoint sp1');
+  await c.query(`insert into users (id, name) values (${keys[1]}, 'undone')`);
+  await c.query(`insert into users (id, name) values (${keys[2]}, 'undone')`);
+  await c.query('rollback to savepoint sp1');
+  await c.query(`insert into users (id, name) values (${keys[3]}, 'kept')`);
+  await c.query('savepoint sp2');
+  await c.query(`insert into users (id, name) values (${keys[4]}, 'kept')`);
+  await c.query('release savepoint sp2');
+  await c.query(`insert into users (id, name) values (${keys[5]}, 'kept')`);
+  t.equal((await c.query('commit')).command, 'COMMIT');
+  const kept = (await Promise.all(keys.map(async (k) => ((await holdersOf(k)).length ? k : null)))).filter((k) => k !== null);
+  t.same(kept, [keys[0], keys[3], keys[4], keys[5]], 'rows after ROLLBACK TO are undone on every shard, the rest committed');
+  t.equal(await preparedLeft(), 0);
+});
+
+t.test('keyless UPDATE and DELETE run on every shard, counted as one Postgres would', async (t) => {
+  const c = await pgClient(s.proxy.port, { t });
+  const ids = Array.from({ length: 30 }, (_, i) => 50_000 + i);
+  for (const id of ids) await c.query('insert into users (id, name, country) values ($1, $2, $3)', [id, `n${id}`, 'zz']);
+  t.same(new Set((await Promise.all(ids.map(holdersOf))).flat()).size, 3, 'the rows are spread over three shards');
+  const u = await c.query("update users set name = 'renamed' where country = 'zz'");
+  t.equal(u.command, 'UPDATE');
+  t.equal(u.rowCount, 30, 'UPDATE 30, summed over the shards');
+  t.equal(await s.total("select count(*) from users where country = 'zz' and name = 'renamed'"), 30, 'every shard updated');
+  const r = await c.query("update users set name = 'again' where country = 'zz' returning id");
+  t.equal(r.rows.length, 30, 'RETURNING rows of every shard');
+  // Inside a transaction that rolls back: nothing stays.
+  await c.query('begin');
+  t.equal((await c.query("delete from users where country = 'zz'")).rowCount, 30);
+  await c.query('rollback');
+  t.equal(await s.total("select count(*) from users where country = 'zz'"), 30, 'the rolled back DELETE left every row');
+  const d = await c.query("delete from users where country = 'zz'");
+  t.equal(d.rowCount, 30, 'DELETE 30');
+  t.equal(await s.total("select count(*) from users where country = 'zz'"), 0);
+  t.equal(await preparedLeft(), 0);
+});
+
+t.test('a keyless write that fails on one shard is applied on none', async (t) => {
+  const c = await pgClient(s.proxy.port, { t });
+  const ids = Array.from({ length: 12 }, (_, i) => 60_000 + i);
+  for (const id of ids) await c.query('insert into users (id, name, country) values ($1, $2, $3)', [id, 'v', 'yy']);
+  const victim = ids.find((id) => s.owner('users', id) === 's2')!;
+  // A check that only one shard enforces makes that shard fail the UPDATE.
+  await s.direct('s2', `alter table users add constraint no_bad_name check (name <> 'bad' or id <> ${victim})`);
+  t.teardown(() => s.direct('s2', 'alter table users drop constraint if exists no_bad_name'));
+  const e = await errorOf(() => c.query("update users set name = 'bad' where country = 'yy'"));
+  t.equal(e?.code, '23514', `the failing shard's error reaches the client: ${e?.message}`);
+  t.equal(await s.total("select count(*) from users where country = 'yy' and name = 'bad'"), 0, 'no shard kept the change');
+  t.same((await c.query('select 1 as one')).rows, [{ one: 1 }], 'the session goes on');
+  t.equal(await preparedLeft(), 0);
+});
+
+t.test('a PREPARE that fails rolls back everywhere and the client sees the error', async (t) => {
+  const c = await pgClient(s.proxy.port, { t });
+  const { a, b, shardB } = keysOnTwoShards(s, 'users', 70_000);
+  // A deferred constraint trigger fires at PREPARE TRANSACTION, on the second shard only.
+  await s.direct(
+    shardB,
+    `create or replace function refuse_at_commit() returns trigger language plpgsql as $$ begin if new.name = 'fail at prepare' then raise exception 'refused at commit' using errcode = 'P0001'; end if; return new; end $$;
+     create constraint trigger refuse_at_commit after insert on users deferrable initially deferred for each row execute function refuse_at_commit()`,
+  );
+  t.teardown(() => s.direct(shardB, 'drop trigger if exists refuse_at_commit on users'));
+  await c.query('begin');
+  await c.query(`insert into users (id, name) values (${a}, 'ok')`);
+  await c.query(`insert into users (id, name) values (${b}, 'fail at prepare')`);
+  const e = await errorOf(() => c.query('commit'));
+  t.equal(e?.code, 'P0001', `COMMIT reports the shard's error: ${e?.message}`);
+  t.same(await holdersOf(a), [], 'the other shard rolled back');
+  t.same(await holdersOf(b), [], 'the failing shard rolled back');
+  t.equal(await preparedLeft(), 0, 'no prepared transaction left');
+  t.same((await c.query('select 1 as one')).rows, [{ one: 1 }], 'the session goes on');
+});
+
+t.test('reference table writes reach every shard, answered as one Postgres', async (t) => {
+  const c = await pgClient(s.proxy.port, { t });
+  const i = await c.query("insert into countries values ('xx', 'Nowhere')");
+  t.equal(i.rowCount, 1, 'INSERT 0 1, not one per shard');
+  t.same(await s.holders("select 1 from countries where code = 'xx'"), [...SHARD_IDS], 'on every shard');
+  const u = await c.query("update countries set name = 'Somewhere' where code = $1 returning code", ['xx']).catch((e: Error & { code?: string }) => e);
+  // The extended protocol does not run writes on several shards yet: refused, and nothing changed.
+  if (u instanceof Error) {
+    t.equal(u.code, '0A000', `extended protocol: ${u.message}`);
+    t.same(await s.holders("select 1 from countries where name = 'Somewhere'"), [], 'nothing changed');
+  } else t.fail('expected the documented refusal for the extended protocol');
+  const u2 = await c.query("update countries set name = 'Somewhere' where code = 'xx' returning code");
+  t.same(u2.rows, [{ code: 'xx' }], 'RETURNING gives one copy of the rows');
+  t.same(await s.holders("select 1 from countries where name = 'Somewhere'"), [...SHARD_IDS]);
+  t.equal((await c.query("delete from countries where code = 'xx'")).rowCount, 1);
+  t.same(await s.holders("select 1 from countries where code = 'xx'"), []);
+});
+
+t.test('DDL runs on every shard in one transaction', async (t) => {
+  const c = await pgClient(s.proxy.port, { t });
+  await c.query('create table ddl_probe (id int primary key)');
+  t.same(await s.holders("select 1 from pg_class where relname = 'ddl_probe'"), [...SHARD_IDS], 'created everywhere');
+  // One shard already has the index name: the whole statement fails and no shard keeps the new index.
+  await s.direct('s1', 'create index ddl_probe_i on ddl_probe (id)');
+  const e = await errorOf(() => c.query('create index ddl_probe_i on ddl_probe (id)'));
+  t.equal(e?.code, '42P07', `the duplicate fails: ${e?.message}`);
+  t.same(await s.holders("select 1 from pg_class where relname = 'ddl_probe_i'"), ['s1'], 'only the shard that had it');
+  t.equal((await c.query('vacuum ddl_probe')).command, 'VACUUM', 'VACUUM (not transactional) runs shard by shard');
+  await c.query('begin');
+  t.equal((await errorOf(() => c.query('vacuum ddl_probe')))?.code, '25001', 'VACUUM in a transaction block: 25001 as Postgres');
+  t.equal((await c.query('rollback')).command, 'ROLLBACK');
+  await c.query('drop table ddl_probe');
+  t.same(await s.holders("select 1 from pg_class where relname = 'ddl_probe'"), [], 'dropped everywhere');
+});
+
+t.test('recovery commits decided prepared transactions and rolls back the rest', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pgshard-txlog-'));
+  const log = path.join(dir, 'txlog.jsonl');
+  const decided = 'pgshard_rec1_decided';
+  const undecided = 'pgshard_rec1_orphan';
+  const foreign = 'someone_else_1';
+  const [k1, k2, k3] = s.keysOn('users', 's0', 3, 80_000);
+  await s.direct('s0', `begin; insert into users (id, name) values (${k1}, 'decided'); prepare transaction '${decided}'`);
+  await s.direct('s0', `begin; insert into users (id, name) values (${k2}, 'orphan'); prepare transaction '${undecided}'`);
+  await s.direct('s0', `begin; insert into users (id, name) values (${k3}, 'foreign'); prepare transaction '${foreign}'`);
+  t.teardown(() => s.direct('s0', `rollback prepared '${foreign}'`).catch(() => undefined));
+  await writeFile(log, JSON.stringify({ gid: decided, shards: ['s0'] }) + '\n');
+  const p = await s.startAnotherProxy({ transactions: { instance_id: 'rec1', log_file: log } });
+  t.ok(p.port > 0, 'a pgshard with that instance id started (recovery runs before it listens)');
+  t.same(await holdersOf(k1), ['s0'], 'the decided transaction was committed');
+  t.same(await holdersOf(k2), [], 'the undecided one was rolled back (presumed abort)');
+  const left = await s.direct('s0', 'select gid from pg_prepared_xacts order by gid');
+  t.same(left, [{ gid: foreign }], "another instance's prepared transaction is left alone");
+});
