@@ -11,6 +11,7 @@ import { PgShardServer } from './server/server.js';
 import { initHash } from './routing/hash.js';
 import { routeKey } from './routing/route-cli.js';
 import { runUntilSignal } from './server/signals.js';
+import { loadCredentials } from './auth/credentials.js';
 import { Metrics } from './admin/metrics.js';
 import { startAdmin, type AdminServer } from './admin/http.js';
 
@@ -69,6 +70,12 @@ program
   .argument('<file>')
   .action((file: string) => {
     const cfg = load(file);
+    try {
+      loadCredentials(cfg.users, { iterations: 1 }); // checks SCRAM verifiers and md5 hashes parse
+    } catch (e) {
+      console.error(`invalid configuration in ${file}:\n  - users: ${(e as Error).message}`);
+      process.exit(2);
+    }
     console.log(`${file}: valid (${cfg.shards.length} shard(s), ${Object.keys(cfg.tables).length} table(s), listening on ${cfg.listen.host}:${cfg.listen.port})`);
   });
 
