@@ -77,6 +77,11 @@ const transactions = z
     log_file: z.string().optional(),
     /** How often prepared transactions left by a crash are looked for and finished. */
     recovery_interval_ms: z.number().int().min(100).default(30_000),
+    /**
+     * In a transaction on several shards, a lock wait longer than this is taken for a distributed deadlock
+     * (which no single shard can see) and the waiting statement fails with SQLSTATE 40P01. 0 = no bound.
+     */
+    deadlock_timeout_ms: z.number().int().min(0).default(5_000),
   })
   .strict();
 

@@ -21,6 +21,8 @@ export interface Participant {
   be: BackendConnection;
   pool: ShardPool;
   wrote: boolean;
+  /** Its lock waits are bounded (the transaction spans several shards). */
+  lockBound?: boolean;
 }
 
 export interface TwoPhaseStats {

@@ -68,6 +68,7 @@ export class PgShardServer {
       observer: this.observer,
       coordinator: this.coordinator,
       columnsOf: (table) => this.analyzer.columnsOf(table),
+      deadlockTimeoutMs: cfg.transactions.deadlock_timeout_ms,
     };
     await this.learnColumns();
     this.columnTimer = setInterval(() => void this.learnColumns(), 30_000);

@@ -44,6 +44,8 @@ export interface SessionServices {
   /** Told about requests, errors, transactions and checkouts (the metrics). */
   observer: ProxyObserver;
   coordinator: TransactionCoordinator;
+  /** Lock waits in transactions on several shards are bounded by this (ms; 0 = unbounded). */
+  deadlockTimeoutMs: number;
   /** Column order of a sharded table, as learned from a shard's catalog (for COPY without a column list). */
   columnsOf(table: string): readonly string[] | undefined;
 }
@@ -1006,7 +1008,7 @@ export class ClientSession implements BackendListener {
     const back = this.parked.get(shard);
     if (back) {
       this.parked.delete(shard);
-      this.attach(back.be, back.pool, back.wrote);
+      this.attach(back.be, back.pool, back.wrote, back.lockBound === true);
       this.preambleDone = true; // its session state was brought in line when it joined
       return true;
     }
@@ -1023,6 +1025,7 @@ export class ClientSession implements BackendListener {
         }
         this.attach(be, pool, false);
         if (joining) this.joinTx = true;
+        return joining ? this.boundLockWaits() : undefined;
       },
       (e: unknown) => {
         throw toPgError(e);
@@ -1030,7 +1033,10 @@ export class ClientSession implements BackendListener {
     );
   }
 
-  private attach(be: BackendConnection, pool: ShardPool, wrote: boolean): void {
+  private curLockBound = false;
+
+  private attach(be: BackendConnection, pool: ShardPool, wrote: boolean, lockBound = false): void {
+    this.curLockBound = lockBound || this.parked.size > 0;
     this.backend = be;
     this.backendPool = pool;
     this.curWrote = wrote;
@@ -1043,7 +1049,7 @@ export class ClientSession implements BackendListener {
     const be = this.backend!;
     const pool = this.backendPool!;
     this.flushRun();
-    this.parked.set(pool.shard.id, { be, pool, wrote: this.curWrote });
+    this.parked.set(pool.shard.id, { be, pool, wrote: this.curWrote, lockBound: this.curLockBound });
     be.listener = {
       message: () => undefined, // an idle backend in a transaction sends nothing worth forwarding
       chunkDone: () => undefined,
@@ -1057,6 +1063,26 @@ export class ClientSession implements BackendListener {
     this.backendPool = null;
     this.preambleDone = false;
     this.resetExpectations();
+  }
+
+  /**
+   * A second shard joins: no shard alone can see a deadlock between them any more, so lock waits of the
+   * participants already in the transaction are bounded too (the joining one gets it with its BEGIN).
+   */
+  private async boundLockWaits(): Promise<void> {
+    const ms = this.svc.deadlockTimeoutMs;
+    if (ms <= 0) return;
+    for (const [shard, p] of this.parked) {
+      if (p.lockBound) continue;
+      p.lockBound = true;
+      const keep = p.be.listener;
+      try {
+        await runQuery(p.be, `SET LOCAL lock_timeout = ${ms}`);
+      } catch (e) {
+        this.log.warn({ shard, err: (e as Error).message }, 'could not bound lock waits on a participant');
+      }
+      if (p.be.isOpen) p.be.listener = keep;
+    }
   }
 
   /** Runs a statement on every parked participant (savepoint bookkeeping); their errors are logged. */
@@ -1171,7 +1197,8 @@ export class ClientSession implements BackendListener {
     }
     if (this.joinTx) {
       this.joinTx = false;
-      this.sendInternal([this.beginSql, ...this.savepoints.map((sp) => `SAVEPOINT ${quoteIdent(sp)}`)].join('; '), out);
+      const bound = this.svc.deadlockTimeoutMs > 0 ? [`SET LOCAL lock_timeout = ${this.svc.deadlockTimeoutMs}`] : [];
+      this.sendInternal([this.beginSql, ...bound, ...this.savepoints.map((sp) => `SAVEPOINT ${quoteIdent(sp)}`)].join('; '), out);
     }
     if (this.localTx === 'begin-pending') {
       this.localTx = 'none';
@@ -1379,7 +1406,18 @@ export class ClientSession implements BackendListener {
     } else {
       const f = M.decodeErrorFields(buf, start, end);
       this.svc.observer.error(f.C ?? SqlState.InternalError);
-      if (f.S === 'FATAL' || f.S === 'PANIC') {
+      if (f.C === '55P03' && this.parked.size > 0 && /lock timeout/i.test(f.M ?? '')) {
+        this.flushRun();
+        this.socket.write(
+          M.errorResponse({
+            severity: 'ERROR',
+            code: '40P01',
+            message: 'deadlock detected',
+            detail: `A lock wait in a transaction spanning several shards lasted over ${this.svc.deadlockTimeoutMs} ms (transactions.deadlock_timeout_ms); pgshard takes it for a deadlock between shards, which no single shard can detect.`,
+            hint: 'Retry the transaction.',
+          }),
+        );
+      } else if (f.S === 'FATAL' || f.S === 'PANIC') {
         // The backend is going away, not the client's session: report it as an ERROR, which Postgres
         // clients recover from; lost() then only ends the unit with ReadyForQuery.
         this.fatalForwarded = true;

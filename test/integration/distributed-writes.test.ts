@@ -185,3 +185,29 @@ t.test('recovery commits decided prepared transactions and rolls back the rest',
   const left = await s.direct('s0', 'select gid from pg_prepared_xacts order by gid');
   t.same(left, [{ gid: foreign }], "another instance's prepared transaction is left alone");
 });
+
+t.test('a deadlock between shards is broken with 40P01 after transactions.deadlock_timeout_ms', async (t) => {
+  const p = await s.startAnotherProxy({ transactions: { deadlock_timeout_ms: 500 } });
+  const c1 = await pgClient(p.port, { t });
+  const c2 = await pgClient(p.port, { t });
+  const { a, b } = keysOnTwoShards(s, 'users', 90_000);
+  await c1.query(`insert into users (id, name) values (${a}, 'a'), (${b}, 'b')`);
+  await c1.query('begin');
+  await c2.query('begin');
+  await c1.query(`update users set name = 'c1' where id = ${a}`);
+  await c2.query(`update users set name = 'c2' where id = ${b}`);
+  const started = Date.now();
+  // Each now waits for the other, on another shard: no shard sees a cycle.
+  const r1 = c1.query(`update users set name = 'c1' where id = ${b}`).then(() => 'ok', (e: { code?: string }) => e.code);
+  const r2 = c2.query(`update users set name = 'c2' where id = ${a}`).then(() => 'ok', (e: { code?: string }) => e.code);
+  const first = await Promise.race([r1, r2]);
+  t.equal(first, '40P01', 'one of them is cancelled with 40P01');
+  t.ok(Date.now() - started < 10_000, `within the bound (${Date.now() - started} ms)`);
+  await Promise.all([r1, r2].map(async (r, i) => {
+    const c = i === 0 ? c1 : c2;
+    const out = await r;
+    await c.query(out === 'ok' ? 'commit' : 'rollback');
+  }));
+  t.equal(await preparedLeft(), 0, 'no prepared transaction left');
+  t.equal(await s.total(`select count(*) from users where id in (${a}, ${b})`), 2, 'both rows still there');
+});
