@@ -69,6 +69,7 @@ export class PgShardServer {
       coordinator: this.coordinator,
       columnsOf: (table) => this.analyzer.columnsOf(table),
       deadlockTimeoutMs: cfg.transactions.deadlock_timeout_ms,
+      slowStatementMs: cfg.log.slow_statement_ms,
     };
     await this.learnColumns();
     this.columnTimer = setInterval(() => void this.learnColumns(), 30_000);

@@ -44,6 +44,8 @@ export interface SessionServices {
   /** Told about requests, errors, transactions and checkouts (the metrics). */
   observer: ProxyObserver;
   coordinator: TransactionCoordinator;
+  /** Statements slower than this are logged (text truncated, parameters never). */
+  slowStatementMs: number;
   /** Lock waits in transactions on several shards are bounded by this (ms; 0 = unbounded). */
   deadlockTimeoutMs: number;
   /** Column order of a sharded table, as learned from a shard's catalog (for COPY without a column list). */
@@ -81,6 +83,8 @@ interface Expectation {
   parsedKey?: string;
   /** A client request to report to the observer when it completes. */
   request?: RequestTiming;
+  /** Its statement text, for the slow-statement log. */
+  sql?: string;
   /** A Parse into the backend's unnamed slot: if it is not carried out, the slot's content is unknown. */
   unnamedParse?: boolean;
   /** Run when the message completed (ParseComplete, CloseComplete, or pgshard's own answer was written). */
@@ -423,7 +427,7 @@ export class ClientSession implements BackendListener {
         return this.refuse(toPgError(e));
       }
       const request = startRequest([...parts.keys()], 'multi', statementTypeOf(one?.tag));
-      return this.runBroadcast([...parts].map(([shard, t]) => ({ shard, text: t })), true, false).finally(() => finishRequest(this.svc.observer, request));
+      return this.runBroadcast([...parts].map(([shard, t]) => ({ shard, text: t })), true, false).finally(() => this.finishTimed(request, text));
     }
     const shard = target.kind === 'shard' ? target.shard : this.defaultShard();
     const ready = this.useShard(shard);
@@ -433,6 +437,7 @@ export class ClientSession implements BackendListener {
       const effects = stmts.map((s) => s.session);
       const e: Expectation = { kind: 'query', swallow: false, effects, effectIndex: 0 };
       e.request = startRequest(this.backendPool!.shard.id, routeKindOf(target, one, this.svc.router.shardIds.length), statementTypeOf(one?.tag));
+      if (this.svc.slowStatementMs > 0) e.sql = text;
       if (stmts.length === 1 && stmts[0]!.explainText) {
         const sh = this.backendPool!.shard;
         e.prependRow = M.dataRow([`pgshard: runs on shard ${sh.id} (${sh.host}:${sh.port})`]);
@@ -903,6 +908,7 @@ export class ClientSession implements BackendListener {
             effects: [eff],
             effectIndex: 0,
             request: startRequest(be.shard.id, routeKindOfStatement(one), statementTypeOf(one?.tag)),
+            ...(this.svc.slowStatementMs > 0 && p ? { sql: p.statement.text } : {}),
           });
           if (st && st.length === 1 && !st[0]!.readOnly) this.curWrote = true;
           if (st && st.length === 1) this.noteSavepoint(st[0]!);
@@ -1264,8 +1270,16 @@ export class ClientSession implements BackendListener {
   /** A client request finished: report it once. */
   private completed(h: Expectation): void {
     if (!h.request) return;
-    finishRequest(this.svc.observer, h.request);
+    this.finishTimed(h.request, h.sql);
     h.request = undefined;
+  }
+
+  /** Reports a finished request to the metrics, and to the log when it was slow. */
+  private finishTimed(r: RequestTiming, sql: string | undefined): void {
+    finishRequest(this.svc.observer, r);
+    const ms = performance.now() - r.t0;
+    if (ms >= this.svc.slowStatementMs && this.svc.slowStatementMs > 0)
+      this.log.warn({ shard: r.shard, route: r.route, duration_ms: Math.round(ms * 10) / 10, statement: (sql ?? '').slice(0, 200) }, 'slow statement');
   }
 
   private shift(): Expectation | undefined {
@@ -1791,7 +1805,7 @@ export class ClientSession implements BackendListener {
     this.scatter = sc;
     return sc.run().finally(() => {
       this.scatter = null;
-      finishRequest(this.svc.observer, request);
+      this.finishTimed(request, m.buf.toString('utf8', m.start + 5, m.end - 1));
     });
   }
 
