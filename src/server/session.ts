@@ -99,6 +99,8 @@ interface Gather {
   failed: boolean;
   /** Every shard answers for the same rows (a reference table): the first answer is the answer. */
   same: boolean;
+  /** Extended protocol: which of the first shard's ParseComplete/BindComplete/descriptions the client asked for. */
+  firstOnly?: { parse: boolean; describe: boolean; done: boolean };
 }
 
 interface FrontendMessage {
@@ -576,6 +578,7 @@ export class ClientSession implements BackendListener {
     let problem: { index: number; error: PgError } | null = null;
     const stmtByPortal = new Map<string, PortalInfo>();
     const names = new Map<string, boolean>(); // statement names parsed (true) or closed (false) in this batch
+    let multi: { target: Target & { kind: 'broadcast' | 'split-insert' }; portal: PortalInfo } | null = null;
     for (let i = 0; i < msgs.length && !problem; i++) {
       const m = msgs[i]!;
       try {
@@ -603,7 +606,9 @@ export class ClientSession implements BackendListener {
           else t = this.svc.router.route(a.statements[0]!, a.hint, p.params, { sessionShard: this.sessionShard });
           if (this.svc.dryRun) this.log.info({ route: describeTarget(t), sql: p.statement.text.slice(0, 200) }, 'route');
           if (t.kind === 'error') problem = { index: i, error: t.error };
-          else if (t.kind === 'scatter' || t.kind === 'broadcast' || t.kind === 'split-insert' || t.kind === 'copy-in') {
+          else if ((t.kind === 'broadcast' || t.kind === 'split-insert') && endsWithSync && simpleBatchShape(msgs)) {
+            multi = { target: t, portal: p };
+          } else if (t.kind === 'scatter' || t.kind === 'broadcast' || t.kind === 'split-insert' || t.kind === 'copy-in') {
             problem = {
               index: i,
               error: new PgError(SqlState.FeatureNotSupported, 'a statement reaching several shards is not supported in the extended query protocol yet', {
@@ -623,6 +628,12 @@ export class ClientSession implements BackendListener {
         const firstExec = msgs.findIndex((x) => x.type === Frontend.Execute);
         problem = { index: firstExec >= 0 ? firstExec : 0, error: t.error };
       } else target = t;
+    }
+    if (!problem && multi) {
+      if (this.backend && !this.idleBackend()) return false;
+      this.batch = [];
+      this.batchBytes = 0;
+      return this.runExtendedMulti(msgs, multi.target, multi.portal);
     }
     if (!problem && this.parked.size > 0) {
       const end = transactionEnd(msgs, (name) => stmtByPortal.get(name) ?? this.portals.get(name));
@@ -1354,6 +1365,22 @@ export class ClientSession implements BackendListener {
 
   /** Handles a broadcast statement's answer; true when the message was consumed here. */
   private gathered(g: Gather, type: number, buf: Buffer, start: number, end: number): boolean {
+    const f = g.firstOnly;
+    if (f) {
+      const want =
+        !f.done &&
+        ((type === Backend.ParseComplete && f.parse) || type === Backend.BindComplete || (f.describe && (type === Backend.ParameterDescription || type === Backend.NoData || type === Backend.RowDescription)));
+      if (type === Backend.ParseComplete || type === Backend.BindComplete || type === Backend.ParameterDescription || type === Backend.NoData || (type === Backend.RowDescription && !f.describe)) {
+        if (want) this.forward(buf, start, end);
+        else this.drop();
+        return true;
+      }
+      if (type === Backend.RowDescription) {
+        if (want) this.forward(buf, start, end);
+        else this.drop();
+        return true;
+      }
+    }
     switch (type) {
       case Backend.DataRow:
         // RETURNING of a reference table write: every shard returns the same rows; one copy is the answer.
@@ -1709,6 +1736,86 @@ export class ClientSession implements BackendListener {
     } else this.replyLocal([M.commandComplete(`COPY ${outcome.rows}`)], this.currentStatus());
   }
 
+  /**
+   * The extended-protocol form of a write on several shards (Parse?/Bind/Describe?/Execute/Sync): on each
+   * shard the statement is parsed unnamed, bound (with the rows' own parameters for a split INSERT) and
+   * executed; the first shard's ParseComplete/BindComplete/descriptions answer the client's, DataRows of
+   * every shard are forwarded, and one CommandComplete and ReadyForQuery close it.
+   */
+  private async runExtendedMulti(msgs: FrontendMessage[], target: Target & { kind: 'broadcast' | 'split-insert' }, portal: PortalInfo): Promise<void> {
+    const st = portal.statement;
+    const bindMsg = msgs.find((m) => m.type === Frontend.Bind)!;
+    const describe = msgs.find((m) => m.type === Frontend.Describe);
+    const parseMsg = msgs.find((m) => m.type === Frontend.Parse);
+    const bind = decodeBind(bindMsg);
+    let plan: { shard: string; sql: string; params: number[] | null }[];
+    if (target.kind === 'split-insert') {
+      try {
+        plan = [...splitInsert(st.text, target.rowShards, { renumberParams: true })].map(([shard, x]) => ({ shard, sql: x.sql, params: x.params }));
+      } catch (e) {
+        this.answerBatchLocally(msgs, { index: msgs.indexOf(bindMsg), error: toPgError(e) }, true);
+        return;
+      }
+    } else plan = target.shards.map((shard) => ({ shard, sql: st.text, params: null }));
+    const oids = paramOids(st.paramTypes);
+    const messagesFor = (sql: string, params: number[] | null): Buffer => {
+      const types = params ? params.map((i) => oids[i] ?? 0) : oids;
+      const parse = buildParse('', { key: '', text: sql, paramTypes: encodeOids(types), analysis: st.analysis });
+      const b = encodeBind(bind, params);
+      const parts = [parse, b];
+      if (describe) parts.push(Buffer.from([Frontend.Describe, 0, 0, 0, 6, 0x50, 0])); // the unnamed portal
+      parts.push(EXECUTE_UNNAMED, SYNC);
+      return Buffer.concat(parts);
+    };
+    const g: Gather = { rowDescriptionSent: false, verb: null, count: 0n, failed: false, same: target.kind === 'broadcast' && target.reference === true, firstOnly: { parse: !!parseMsg, describe: !!describe, done: false } };
+    const inBlock = this.txShard !== null || this.parked.size > 0 || this.localTx !== 'none';
+    const implicit = !inBlock;
+    if (target.kind === 'broadcast' && !target.transactional) {
+      this.answerBatchLocally(msgs, { index: msgs.indexOf(bindMsg), error: new PgError(SqlState.FeatureNotSupported, `${st.analysis.statements[0]?.tag ?? 'this statement'} on several shards is not supported in the extended query protocol; send it as a simple query`) }, true);
+      return;
+    }
+    if (this.localTx === 'failed' || this.backend?.txStatus === 'E') {
+      this.answerBatchLocally(msgs, { index: 0, error: new PgError(SqlState.InFailedSqlTransaction, 'current transaction is aborted, commands ignored until end of transaction block') }, true);
+      return;
+    }
+    if (parseMsg) {
+      const r = this.readParse(parseMsg);
+      this.commitParse(r.name, r.st);
+    }
+    if (implicit) {
+      this.localTx = 'begin-pending';
+      this.pendingBegin = 'BEGIN';
+      this.beginSql = 'BEGIN';
+    }
+    for (const step of plan) {
+      for (;;) {
+        const r = this.useShard(step.shard);
+        if (r === true) break;
+        if (r === false) await this.waitIdle();
+        else await r;
+      }
+      this.sendPreamble();
+      this.curWrote = true;
+      this.push({ kind: 'query', swallow: false, gather: g });
+      this.syncPoints++;
+      this.backend!.write(messagesFor(step.sql, step.params));
+      this.backend!.unnamedKey = null; // its unnamed slot now holds pgshard's statement
+      await this.waitIdle();
+      g.firstOnly!.done = true;
+      if (g.failed) break;
+    }
+    const tag = g.verb === null ? null : /^(UPDATE|DELETE|MERGE|INSERT)/.test(g.verb) || g.verb === 'SELECT' ? `${g.verb} ${g.count}` : g.verb;
+    if (implicit) {
+      await this.endDistributed(!g.failed, (_t, err) => {
+        if (g.failed) this.replyLocal([], 'I');
+        else this.replyLocal([err ? err.toMessage() : tag ? M.commandComplete(tag) : M.emptyQueryResponse], 'I');
+      });
+      return;
+    }
+    if (g.failed) this.replyLocal([], 'E');
+    else this.replyLocal([tag ? M.commandComplete(tag) : M.emptyQueryResponse], this.currentStatus());
+  }
+
   private waitIdle(): Promise<void> {
     if (this.syncPoints === 0 && !this.extendedOpen && !this.copyIn) return Promise.resolve();
     return new Promise((r) => this.idleWaiters.push(r));
@@ -1899,6 +2006,98 @@ function transactionEnd(msgs: FrontendMessage[], portal: (name: string) => Porta
   const st = portal(readPortalName(execs[0]!))?.statement.analysis.statements;
   const tx = st && st.length === 1 ? st[0]!.tx : undefined;
   return tx?.type === 'commit' || tx?.type === 'rollback' ? tx.type : null;
+}
+
+const EXECUTE_UNNAMED = Buffer.from([Frontend.Execute, 0, 0, 0, 9, 0, 0, 0, 0, 0]);
+
+/** Parse?, Bind, Describe?, Execute, Sync: one statement, as drivers send it. */
+function simpleBatchShape(msgs: FrontendMessage[]): boolean {
+  const types = msgs.map((m) => m.type);
+  const count = (t: number) => types.filter((x) => x === t).length;
+  return (
+    count(Frontend.Bind) === 1 &&
+    count(Frontend.Execute) === 1 &&
+    count(Frontend.Parse) <= 1 &&
+    count(Frontend.Describe) <= 1 &&
+    types[types.length - 1] === Frontend.Sync &&
+    types.every((t) => t === Frontend.Parse || t === Frontend.Bind || t === Frontend.Describe || t === Frontend.Execute || t === Frontend.Sync)
+  );
+}
+
+interface DecodedBind {
+  formats: number[];
+  values: (Buffer | null)[];
+  resultFormats: Buffer; // the result-format section as sent
+}
+
+function decodeBind(m: FrontendMessage): DecodedBind {
+  const [, p1] = M.readCString(m.buf, m.start + 5, m.end);
+  let pos = M.readCString(m.buf, p1, m.end)[1];
+  const nf = m.buf.readInt16BE(pos);
+  pos += 2;
+  const formats: number[] = [];
+  for (let i = 0; i < nf; i++, pos += 2) formats.push(m.buf.readInt16BE(pos));
+  const np = m.buf.readInt16BE(pos);
+  pos += 2;
+  const values: (Buffer | null)[] = [];
+  for (let i = 0; i < np; i++) {
+    const len = m.buf.readInt32BE(pos);
+    pos += 4;
+    if (len < 0) values.push(null);
+    else {
+      values.push(m.buf.subarray(pos, pos + len));
+      pos += len;
+    }
+  }
+  return { formats, values, resultFormats: m.buf.subarray(pos, m.end) };
+}
+
+/** A Bind of the unnamed statement into the unnamed portal, with a subset of the parameters (null: all). */
+function encodeBind(b: DecodedBind, params: number[] | null): Buffer {
+  const idx = params ?? b.values.map((_, i) => i);
+  const formatOf = (i: number) => (b.formats.length === 0 ? 0 : b.formats.length === 1 ? b.formats[0]! : (b.formats[i] ?? 0));
+  const vals = idx.map((i) => b.values[i] ?? null);
+  const len = 4 + 1 + 1 + 2 + idx.length * 2 + 2 + vals.reduce((a, v) => a + 4 + (v ? v.length : 0), 0) + b.resultFormats.length;
+  const out = Buffer.allocUnsafe(1 + len);
+  out[0] = Frontend.Bind;
+  out.writeInt32BE(len, 1);
+  let o = 5;
+  out[o++] = 0; // portal ''
+  out[o++] = 0; // statement ''
+  out.writeInt16BE(idx.length, o);
+  o += 2;
+  for (const i of idx) {
+    out.writeInt16BE(formatOf(i), o);
+    o += 2;
+  }
+  out.writeInt16BE(vals.length, o);
+  o += 2;
+  for (const v of vals) {
+    if (v === null) {
+      out.writeInt32BE(-1, o);
+      o += 4;
+    } else {
+      out.writeInt32BE(v.length, o);
+      o += 4 + v.copy(out, o + 4);
+    }
+  }
+  b.resultFormats.copy(out, o);
+  return out;
+}
+
+function paramOids(paramTypes: Buffer): number[] {
+  if (paramTypes.length < 2) return [];
+  const n = paramTypes.readInt16BE(0);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(paramTypes.readInt32BE(2 + i * 4));
+  return out;
+}
+
+function encodeOids(oids: number[]): Buffer {
+  const b = Buffer.allocUnsafe(2 + oids.length * 4);
+  b.writeInt16BE(oids.length, 0);
+  oids.forEach((o, i) => b.writeInt32BE(o, 2 + i * 4));
+  return b;
 }
 
 function crossShardBatch(): PgError {

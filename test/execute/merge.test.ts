@@ -129,3 +129,34 @@ t.test('one-row merge: counts beyond 2^53, sums NULL only without any value, num
   overflow.add(row('1', '1', null, null));
   t.throws(() => overflow.finish(), { code: '22003', message: 'bigint out of range' });
 });
+
+t.test('select list computed only for the rows LIMIT keeps (and OFFSET skips), as Postgres projects them', async (t) => {
+  // SELECT avg(r)::numeric(20,3), iv FROM items GROUP BY iv ORDER BY iv NULLS FIRST LIMIT n OFFSET o
+  // (differential seed 500939542 query 2188): a group past the limit averages to Infinity, which does not
+  // fit numeric(20,3); Postgres (sorted GroupAggregate + Limit) never computes it.
+  // shard row: (typing column), iv, [hidden] sum(r::numeric), count(r), type probe
+  const fields = [field('avg', Oid.numeric), field('iv', Oid.interval), field('h1', Oid.numeric), field('h2', Oid.int8), field('h3', Oid.numeric)];
+  const plan = (limit: { count: number | null; offset: number }): GroupMergePlan => ({
+    keys: [1],
+    aggregates: [{ fn: 'avg', sum: 2, count: 3, type: 4 }],
+    outputs: [{ cast: 'numeric', typmod: [20, 3], arg: { agg: 0 } }, { column: 1 }],
+    order: [{ expr: { column: 1 }, desc: false, nullsFirst: true }],
+    limit,
+  });
+  const ctx = { ...EXACT_CONTEXT, postgresIntervals: true };
+  const merged = (limit: { count: number | null; offset: number }): GroupMerger => {
+    const m = new GroupMerger(plan(limit), fields, 2, ctx);
+    m.typecheck();
+    m.add(row(null, null, '136681000000000001.4470', '1', null));
+    m.add(row(null, '1 day', 'Infinity', '1', null));
+    m.add(row(null, null, '0.0000', '1', null));
+    m.add(row(null, '24:00:00', '5', '1', null)); // the same group as '1 day' (interval equality)
+    m.add(row(null, '00:00:01', '2.5', '1', null));
+    return m;
+  };
+  t.same(merged({ count: 1, offset: 0 }).finish().map(texts), [['68340500000000000.724', null]]);
+  t.same(merged({ count: 1, offset: 1 }).finish().map(texts), [['2.500', '00:00:01']]);
+  t.throws(() => merged({ count: null, offset: 0 }).finish(), { code: '22003', message: 'numeric field overflow' }, 'without a limit every group is computed');
+  t.throws(() => merged({ count: 1, offset: 3 }).finish(), { code: '22003' }, 'rows skipped by OFFSET are computed');
+  t.same(merged({ count: 0, offset: 3 }).finish(), [], 'LIMIT 0 computes nothing');
+});

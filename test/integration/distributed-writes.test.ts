@@ -136,12 +136,12 @@ t.test('reference table writes reach every shard, answered as one Postgres', asy
   const i = await c.query("insert into countries values ('xx', 'Nowhere')");
   t.equal(i.rowCount, 1, 'INSERT 0 1, not one per shard');
   t.same(await s.holders("select 1 from countries where code = 'xx'"), [...SHARD_IDS], 'on every shard');
-  const u = await c.query("update countries set name = 'Somewhere' where code = $1 returning code", ['xx']).catch((e: Error & { code?: string }) => e);
-  // The extended protocol does not run writes on several shards yet: refused, and nothing changed.
-  if (u instanceof Error) {
-    t.equal(u.code, '0A000', `extended protocol: ${u.message}`);
-    t.same(await s.holders("select 1 from countries where name = 'Somewhere'"), [], 'nothing changed');
-  } else t.fail('expected the documented refusal for the extended protocol');
+  // The extended protocol (bind parameters) too.
+  const u = await c.query("update countries set name = 'Somewhere' where code = $1 returning code", ['xx']);
+  t.equal(u.rowCount, 1, 'extended protocol: UPDATE 1');
+  t.same(u.rows, [{ code: 'xx' }], 'extended protocol: RETURNING once');
+  t.same(await s.holders("select 1 from countries where name = 'Somewhere'"), [...SHARD_IDS]);
+  await c.query("update countries set name = 'Nowhere' where code = 'xx'");
   const u2 = await c.query("update countries set name = 'Somewhere' where code = 'xx' returning code");
   t.same(u2.rows, [{ code: 'xx' }], 'RETURNING gives one copy of the rows');
   t.same(await s.holders("select 1 from countries where name = 'Somewhere'"), [...SHARD_IDS]);
@@ -210,4 +210,23 @@ t.test('a deadlock between shards is broken with 40P01 after transactions.deadlo
   }));
   t.equal(await preparedLeft(), 0, 'no prepared transaction left');
   t.equal(await s.total(`select count(*) from users where id in (${a}, ${b})`), 2, 'both rows still there');
+});
+
+t.test('keyless writes and multi-shard INSERTs with bind parameters (extended protocol)', async (t) => {
+  const c = await pgClient(s.proxy.port, { t });
+  const { a, b } = keysOnTwoShards(s, 'users', 95_000);
+  const ins = await c.query('insert into users (id, name, country) values ($1, $2, $3), ($4, $5, $3) returning id', [a, 'pa', 'ext', b, 'pb']);
+  t.equal(ins.rowCount, 2, 'INSERT 0 2 over two shards');
+  t.same(await holdersOf(a), [s.owner('users', a)]);
+  t.same(await holdersOf(b), [s.owner('users', b)]);
+  const named = { name: 'keyless_upd', text: 'update users set name = $1 where country = $2', values: ['renamed', 'ext'] };
+  t.equal((await c.query(named)).rowCount, 2, 'a named statement, UPDATE 2');
+  t.equal((await c.query({ ...named, values: ['again', 'ext'] })).rowCount, 2, 'and again (prepared once)');
+  await c.query('begin');
+  t.equal((await c.query('delete from users where country = $1', ['ext'])).rowCount, 2, 'DELETE 2 in a transaction');
+  await c.query('rollback');
+  t.equal(await s.total("select count(*) from users where country = 'ext' and name = 'again'"), 2, 'rolled back everywhere');
+  t.equal((await c.query('delete from users where country = $1', ['ext'])).rowCount, 2);
+  t.equal(await s.total("select count(*) from users where country = 'ext'"), 0);
+  t.equal(await preparedLeft(), 0);
 });

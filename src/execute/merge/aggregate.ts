@@ -369,15 +369,26 @@ export class GroupMerger {
     );
   }
 
-  /** Output row of a group: the client's values and the ORDER BY keys, or null when HAVING rejects it. */
-  private finishGroup(g: Group): { values: (Buffer | null)[]; order: TV[] } | null {
+  /**
+   * A group past HAVING, with its ORDER BY keys; `values` (the client's columns) computed only on demand.
+   * Postgres evaluates HAVING and the sort keys for every group, but the select list only for the rows it
+   * emits: under a LIMIT over sorted groups (GroupAggregate + Limit) the groups past the limit are never
+   * projected, so an error there (a cast overflow, a division by zero) must not surface either.
+   */
+  private finishGroup(g: Group): { ev: Evaluator; values: (Buffer | null)[] | null; order: TV[] } | null {
     const ev = this.evaluator(g);
     if (this.plan.having !== undefined) {
       const h = ev.eval(this.plan.having);
       if (h.t !== 'bool' && h.t !== 'unknown') throw unsupported('HAVING must be a boolean condition');
       if (h.v !== true && !(h.t === 'unknown' && h.v !== null)) return null;
     }
-    const values = this.plan.outputs.map((e, i) => {
+    const order = this.plan.order.map((o) => ev.eval(o.expr));
+    return { ev, values: null, order };
+  }
+
+  /** The client's values of a group (see finishGroup). */
+  private project(g: Group, ev: Evaluator): (Buffer | null)[] {
+    return this.plan.outputs.map((e, i) => {
       if ('column' in e) return g.row === null ? null : (g.row[e.column] ?? null);
       const v = ev.eval(e);
       const want = this.fields[i]!.typeOid;
@@ -385,28 +396,29 @@ export class GroupMerger {
         throw unsupported(`pgshard would compute column "${this.fields[i]!.name}" as ${typeName(oidOf(v))} where Postgres gives ${typeName(want)}; this expression is not supported across shards`);
       return toRaw(v);
     });
-    const order = this.plan.order.map((o) => ev.eval(o.expr));
-    return { values, order };
   }
 
   /** Runs the finishing steps on an empty group, so that type problems surface before any row is sent. */
   typecheck(): void {
-    this.finishGroup(this.newGroup(null));
+    const g = this.newGroup(null);
+    const r = this.finishGroup(g);
+    this.project(g, r?.ev ?? this.evaluator(g));
   }
 
   /** The client's rows (DataRow messages), after HAVING, DISTINCT, ORDER BY, OFFSET/LIMIT. */
   finish(): Buffer[] {
     if (this.groups.size === 0 && this.plan.keys.length === 0) this.groups.set('', this.newGroup(null));
-    let rows: { values: (Buffer | null)[]; order: TV[] }[] = [];
+    let rows: { g: Group; ev: Evaluator; values: (Buffer | null)[] | null; order: TV[] }[] = [];
     for (const g of this.groups.values()) {
       const r = this.finishGroup(g);
-      if (r !== null) rows.push(r);
+      if (r !== null) rows.push({ g, ...r });
     }
+    const values = (r: (typeof rows)[number]): (Buffer | null)[] => (r.values ??= this.project(r.g, r.ev));
     if (this.plan.distinct) {
       const fns = this.fields.slice(0, this.visible).map((f) => equalityKey(f.typeOid, this.ctx));
       const seen = new Set<string>();
       rows = rows.filter((r) => {
-        const k = r.values.map((v, i) => (v === null ? '\u0000N' : `\u0000${fns[i]!(v)}`)).join('\u0001');
+        const k = values(r).map((v, i) => (v === null ? '\u0000N' : `\u0000${fns[i]!(v)}`)).join('\u0001');
         if (seen.has(k)) return false;
         seen.add(k);
         return true;
@@ -432,7 +444,10 @@ export class GroupMerger {
       });
     }
     const lim = this.plan.limit;
-    if (lim !== undefined) rows = rows.slice(lim.offset, lim.count === null ? undefined : lim.offset + lim.count);
-    return rows.map((r) => buildDataRow(r.values));
+    if (lim !== undefined) {
+      if (lim.count !== 0) rows.slice(0, lim.offset).forEach(values); // Postgres computes the rows OFFSET skips (not under LIMIT 0)
+      rows = rows.slice(lim.offset, lim.count === null ? undefined : lim.offset + lim.count);
+    }
+    return rows.map((r) => buildDataRow(values(r)));
   }
 }
