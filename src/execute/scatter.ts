@@ -124,6 +124,11 @@ export class ScatterQuery {
     private readonly query: Buffer,
     private readonly vars: ReadonlyMap<string, string>,
     merge: MergePlan | null = null,
+    /**
+     * Extended protocol: the statement's text and how to ask a shard to run a given SQL text (Parse, Bind
+     * with the client's values, Describe, Execute, Sync). ParseComplete/BindComplete are the caller's.
+     */
+    private readonly extended: { text: string; build(sql: string): Buffer } | null = null,
   ) {
     this.legs = pools.map((pool) => ({
       pool, be: null, internal: 0, done: false, fields: null, rd: null, rdEnds: [], queue: [], head: 0,
@@ -131,13 +136,14 @@ export class ScatterQuery {
     }));
     this.done = new Promise<void>((r) => (this.resolve = r));
     this.plan = merge?.rewrite ?? (merge !== null && merge.aggregates.length > 0 ? legacyPlan(merge.aggregates) : null);
-    this.send = this.plan?.sql !== undefined ? M.queryMessage(this.plan.sql) : query;
+    const sql = this.plan?.sql;
+    this.send = extended ? extended.build(sql ?? extended.text) : sql !== undefined ? M.queryMessage(sql) : query;
   }
 
   /** Checks out a backend on every shard, then sends the statement to all. */
   async run(): Promise<void> {
     if (this.plan !== null) {
-      const text = this.query.toString('utf8', 5, this.query.length - 1);
+      const text = this.extended ? this.extended.text : this.query.toString('utf8', 5, this.query.length - 1);
       const parsed = parseStatements(text);
       if (!parsed.ok || parsed.stmts.length !== 1) {
         this.finish(new PgError(SqlState.FeatureNotSupported, 'a statement that is merged across shards must be sent alone, not with other statements in one query string').toMessage());

@@ -579,6 +579,7 @@ export class ClientSession implements BackendListener {
     const stmtByPortal = new Map<string, PortalInfo>();
     const names = new Map<string, boolean>(); // statement names parsed (true) or closed (false) in this batch
     let multi: { target: Target & { kind: 'broadcast' | 'split-insert' }; portal: PortalInfo } | null = null;
+    let scatter: { target: Target & { kind: 'scatter' }; portal: PortalInfo } | null = null;
     for (let i = 0; i < msgs.length && !problem; i++) {
       const m = msgs[i]!;
       try {
@@ -608,6 +609,8 @@ export class ClientSession implements BackendListener {
           if (t.kind === 'error') problem = { index: i, error: t.error };
           else if ((t.kind === 'broadcast' || t.kind === 'split-insert') && endsWithSync && simpleBatchShape(msgs)) {
             multi = { target: t, portal: p };
+          } else if (t.kind === 'scatter' && endsWithSync && simpleBatchShape(msgs) && describesPortal(msgs) && (t.merge === undefined || textResults(msgs))) {
+            scatter = { target: t, portal: p };
           } else if (t.kind === 'scatter' || t.kind === 'broadcast' || t.kind === 'split-insert' || t.kind === 'copy-in') {
             problem = {
               index: i,
@@ -628,6 +631,16 @@ export class ClientSession implements BackendListener {
         const firstExec = msgs.findIndex((x) => x.type === Frontend.Execute);
         problem = { index: firstExec >= 0 ? firstExec : 0, error: t.error };
       } else target = t;
+    }
+    if (!problem && scatter) {
+      const inTx = this.txShard !== null || this.parked.size > 0 || this.localTx !== 'none';
+      if (inTx) problem = { index: msgs.findIndex((x) => x.type === Frontend.Execute), error: new PgError(SqlState.FeatureNotSupported, 'a statement reaching several shards inside a transaction block is not supported yet', { hint: 'Run it outside the transaction, or add a condition on the shard key.' }) };
+      else {
+        if (this.backend && !this.idleBackend()) return false;
+        this.batch = [];
+        this.batchBytes = 0;
+        return this.runExtendedScatter(msgs, scatter.target, scatter.portal);
+      }
     }
     if (!problem && multi) {
       if (this.backend && !this.idleBackend()) return false;
@@ -1763,7 +1776,7 @@ export class ClientSession implements BackendListener {
       const parse = buildParse('', { key: '', text: sql, paramTypes: encodeOids(types), analysis: st.analysis });
       const b = encodeBind(bind, params);
       const parts = [parse, b];
-      if (describe) parts.push(Buffer.from([Frontend.Describe, 0, 0, 0, 6, 0x50, 0])); // the unnamed portal
+      if (describe) parts.push(DESCRIBE_UNNAMED_PORTAL);
       parts.push(EXECUTE_UNNAMED, SYNC);
       return Buffer.concat(parts);
     };
@@ -1814,6 +1827,29 @@ export class ClientSession implements BackendListener {
     }
     if (g.failed) this.replyLocal([], 'E');
     else this.replyLocal([tag ? M.commandComplete(tag) : M.emptyQueryResponse], this.currentStatus());
+  }
+
+  /** A cross-shard read sent with the extended protocol: ParseComplete/BindComplete from pgshard, the rest merged. */
+  private runExtendedScatter(msgs: FrontendMessage[], target: Target & { kind: 'scatter' }, portal: PortalInfo): Promise<void> {
+    if (this.backend) this.releaseBackend();
+    const st = portal.statement;
+    const bind = decodeBind(msgs.find((m) => m.type === Frontend.Bind)!);
+    const parseMsg = msgs.find((m) => m.type === Frontend.Parse);
+    if (parseMsg) {
+      const r = this.readParse(parseMsg);
+      this.commitParse(r.name, r.st);
+    }
+    this.writeClient(parseMsg ? [M.parseComplete, M.bindComplete] : [M.bindComplete]);
+    const build = (sql: string): Buffer =>
+      Buffer.concat([buildParse('', { key: '', text: sql, paramTypes: st.paramTypes, analysis: st.analysis }), encodeBind(bind, null), DESCRIBE_UNNAMED_PORTAL, EXECUTE_UNNAMED, SYNC]);
+    const request = startRequest(target.shards, target.shards.length >= this.svc.router.shardIds.length ? 'all' : 'multi', statementTypeOf(st.analysis.statements[0]?.tag));
+    const pools = target.shards.map((x) => this.svc.pools.get(x)!);
+    const sc = new ScatterQuery(this.socket, pools, Buffer.alloc(0), this.vars, target.merge ?? null, { text: st.text, build });
+    this.scatter = sc;
+    return sc.run().finally(() => {
+      this.scatter = null;
+      this.finishTimed(request, st.text);
+    });
   }
 
   private waitIdle(): Promise<void> {
@@ -2009,6 +2045,21 @@ function transactionEnd(msgs: FrontendMessage[], portal: (name: string) => Porta
 }
 
 const EXECUTE_UNNAMED = Buffer.from([Frontend.Execute, 0, 0, 0, 9, 0, 0, 0, 0, 0]);
+const DESCRIBE_UNNAMED_PORTAL = Buffer.from([Frontend.Describe, 0, 0, 0, 6, 0x50, 0]);
+
+/** The batch describes its portal (so the client expects the RowDescription a scatter forwards). */
+function describesPortal(msgs: FrontendMessage[]): boolean {
+  return msgs.some((m) => m.type === Frontend.Describe && m.buf[m.start + 5] === 0x50);
+}
+
+/** Every result column is asked for in text format (merges compare and compute on text values). */
+function textResults(msgs: FrontendMessage[]): boolean {
+  const b = decodeBind(msgs.find((m) => m.type === Frontend.Bind)!);
+  const r = b.resultFormats;
+  const n = r.readInt16BE(0);
+  for (let i = 0; i < n; i++) if (r.readInt16BE(2 + i * 2) !== 0) return false;
+  return true;
+}
 
 /** Parse?, Bind, Describe?, Execute, Sync: one statement, as drivers send it. */
 function simpleBatchShape(msgs: FrontendMessage[]): boolean {
