@@ -40,6 +40,8 @@ const shardedTable = z
     key_type: keyType.default('bigint'),
     /** `refuse`: a statement on this table that would reach several shards is an error (a guardrail). */
     cross_shard: z.enum(['allow', 'refuse']).default('allow'),
+    /** pgshard generates the key of an INSERT that omits it: 64-bit ids, or ids below 2^53 for JavaScript clients. */
+    generated: z.enum(['int64', 'int53']).optional(),
   })
   .strict();
 
@@ -100,6 +102,8 @@ export const configSchema = z
     tables: z.record(z.string(), table).default({}),
     /** What a statement on a table not named under `tables` does: treat it as a reference table, or refuse it. */
     unknown_tables: z.enum(['reference', 'refuse']).default('reference'),
+    /** Generated keys: this instance's node id (int64 ids: 0–1023, int53 ids: 0–63); instances need different ones. */
+    ids: z.object({ node_id: z.number().int().min(0).max(1023).default(0) }).strict().default({ node_id: 0 }),
     /** Log the routing decision of every statement. */
     dry_run: z.boolean().default(false),
     pool: pool.default(pool.parse({})),
@@ -120,6 +124,12 @@ export const configSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    for (const [name, t] of Object.entries(c.tables)) {
+      if ('generated' in t && t.generated && t.key_type !== 'bigint')
+        ctx.addIssue({ code: 'custom', path: ['tables', name, 'generated'], message: 'generated keys need key_type: bigint' });
+      if ('generated' in t && t.generated === 'int53' && c.ids.node_id > 63)
+        ctx.addIssue({ code: 'custom', path: ['ids', 'node_id'], message: 'int53 ids allow node ids 0–63' });
+    }
     const ids = new Set<string>();
     c.shards.forEach((s, i) => {
       if (ids.has(s.id)) ctx.addIssue({ code: 'custom', path: ['shards', i, 'id'], message: `duplicate shard id "${s.id}"` });

@@ -21,6 +21,7 @@ import { Router } from '../routing/router.js';
 import { queryShard } from '../pool/internal-query.js';
 import { noopObserver, type ProxyObserver } from '../admin/observer.js';
 import { TxLog } from '../execute/txlog.js';
+import { IdGenerator } from '../routing/ids.js';
 import { TransactionCoordinator } from '../execute/two-phase.js';
 import { hostname } from 'node:os';
 import path from 'node:path';
@@ -49,6 +50,8 @@ export class PgShardServer {
     this.router = new Router(ring, cfg.tables);
     this.analyzer = new StatementAnalyzer(cfg.tables, cfg.unknown_tables, cfg.limits.statement_cache_size);
     const analyzer = this.analyzer;
+    this.ids64 = new IdGenerator(cfg.ids.node_id, 'int64');
+    this.ids53 = new IdGenerator(cfg.ids.node_id % 64, 'int53');
     const instance = cfg.transactions.instance_id ?? `${hostname().replace(/[^A-Za-z0-9]/g, '')}${cfg.listen.port}`;
     this.txlog = TxLog.open(cfg.transactions.log_file ?? path.resolve('.pgshard', `txlog-${instance}.jsonl`));
     this.coordinator = new TransactionCoordinator(instance, this.txlog, this.pools, this.log);
@@ -70,6 +73,8 @@ export class PgShardServer {
       columnsOf: (table) => this.analyzer.columnsOf(table),
       deadlockTimeoutMs: cfg.transactions.deadlock_timeout_ms,
       slowStatementMs: cfg.log.slow_statement_ms,
+      analyzeOnce: (sql) => analyzer.analyzeOnce(sql),
+      nextId: (variant) => (variant === 'int53' ? this.ids53 : this.ids64).next(),
     };
     await this.learnColumns();
     this.columnTimer = setInterval(() => void this.learnColumns(), 30_000);
@@ -142,6 +147,8 @@ export class PgShardServer {
   private columnTimer: NodeJS.Timeout | null = null;
   private recoveryTimer: NodeJS.Timeout | null = null;
   coordinator!: TransactionCoordinator;
+  private ids64!: IdGenerator;
+  private ids53!: IdGenerator;
   private txlog: TxLog | null = null;
 
   /**

@@ -24,6 +24,7 @@ import type { Router, Target } from '../routing/router.js';
 import { quoteIdent, stateSyncSql } from '../pool/state-sync.js';
 import { ScatterQuery } from '../execute/scatter.js';
 import { splitInsert } from '../sql/split-insert.js';
+import { rewriteWithGeneratedKey } from '../sql/generate-key.js';
 import { ShardedCopy } from '../execute/copy-in.js';
 import { copyOptionsFromAst, type CopyOptions } from '../execute/copy-split.js';
 import { parseSync, type CopyStmt } from 'libpg-query';
@@ -44,6 +45,10 @@ export interface SessionServices {
   /** Told about requests, errors, transactions and checkouts (the metrics). */
   observer: ProxyObserver;
   coordinator: TransactionCoordinator;
+  /** Analysis of a statement text pgshard wrote itself (not cached). */
+  analyzeOnce(sql: string): Analysis;
+  /** The next generated key of that kind. */
+  nextId(variant: 'int64' | 'int53'): bigint;
   /** Statements slower than this are logged (text truncated, parameters never). */
   slowStatementMs: number;
   /** Lock waits in transactions on several shards are bounded by this (ms; 0 = unbounded). */
@@ -370,11 +375,23 @@ export class ClientSession implements BackendListener {
 
   // ---------------------------------------------------------------- simple Query
 
-  private onQuery(m: FrontendMessage): boolean | Promise<void> {
+  private onQuery(m: FrontendMessage, given?: Analysis): boolean | Promise<void> {
     const text = m.buf.toString('utf8', m.start + 5, m.end - 1);
-    const analysis = this.svc.analyze(text);
+    const analysis = given ?? this.svc.analyze(text);
     const stmts = analysis.statements;
 
+    // A table whose key pgshard generates: add the key (one id per row), then route as any INSERT.
+    if (stmts.length === 1 && stmts[0]!.generateKey) {
+      const g = stmts[0]!.generateKey;
+      let sql: string;
+      try {
+        sql = rewriteWithGeneratedKey(text, g.column, () => this.svc.nextId(g.variant)).sql;
+      } catch (e) {
+        return this.refuse(toPgError(e));
+      }
+      const q = M.queryMessage(sql);
+      return this.onQuery({ type: Frontend.Query, buf: q, start: 0, end: q.length }, this.svc.analyzeOnce(sql));
+    }
     // Statements pgshard answers itself.
     if (stmts.length === 1 && analysis.parseError === null) {
       const st = stmts[0]!;
@@ -578,7 +595,7 @@ export class ClientSession implements BackendListener {
     let problem: { index: number; error: PgError } | null = null;
     const stmtByPortal = new Map<string, PortalInfo>();
     const names = new Map<string, boolean>(); // statement names parsed (true) or closed (false) in this batch
-    let multi: { target: Target & { kind: 'broadcast' | 'split-insert' }; portal: PortalInfo } | null = null;
+    let multi: { target: MultiTarget; portal: PortalInfo } | null = null;
     let scatter: { target: Target & { kind: 'scatter' }; portal: PortalInfo } | null = null;
     for (let i = 0; i < msgs.length && !problem; i++) {
       const m = msgs[i]!;
@@ -604,7 +621,10 @@ export class ClientSession implements BackendListener {
           const a = p.statement.analysis;
           let t: Target;
           if (a.parseError !== null || a.statements.length !== 1) t = { kind: 'home' };
-          else t = this.svc.router.route(a.statements[0]!, a.hint, p.params, { sessionShard: this.sessionShard });
+          else if (a.statements[0]!.generateKey && endsWithSync && simpleBatchShape(msgs)) {
+            multi = { target: { kind: 'generate' }, portal: p };
+            continue;
+          } else t = this.svc.router.route(a.statements[0]!, a.hint, p.params, { sessionShard: this.sessionShard });
           if (this.svc.dryRun) this.log.info({ route: describeTarget(t), sql: p.statement.text.slice(0, 200) }, 'route');
           if (t.kind === 'error') problem = { index: i, error: t.error };
           else if ((t.kind === 'broadcast' || t.kind === 'split-insert') && endsWithSync && simpleBatchShape(msgs)) {
@@ -1755,21 +1775,44 @@ export class ClientSession implements BackendListener {
    * executed; the first shard's ParseComplete/BindComplete/descriptions answer the client's, DataRows of
    * every shard are forwarded, and one CommandComplete and ReadyForQuery close it.
    */
-  private async runExtendedMulti(msgs: FrontendMessage[], target: Target & { kind: 'broadcast' | 'split-insert' }, portal: PortalInfo): Promise<void> {
+  private async runExtendedMulti(msgs: FrontendMessage[], multiTarget: MultiTarget, portal: PortalInfo): Promise<void> {
     const st = portal.statement;
     const bindMsg = msgs.find((m) => m.type === Frontend.Bind)!;
     const describe = msgs.find((m) => m.type === Frontend.Describe);
     const parseMsg = msgs.find((m) => m.type === Frontend.Parse);
     const bind = decodeBind(bindMsg);
-    let plan: { shard: string; sql: string; params: number[] | null }[];
-    if (target.kind === 'split-insert') {
+    let text = st.text;
+    let target: Target = multiTarget.kind === 'generate' ? { kind: 'home' } : multiTarget;
+    if (multiTarget.kind === 'generate') {
+      // The key is generated here (one id per row), then the statement is routed as any INSERT.
       try {
-        plan = [...splitInsert(st.text, target.rowShards, { renumberParams: true })].map(([shard, x]) => ({ shard, sql: x.sql, params: x.params }));
+        const g = st.analysis.statements[0]!.generateKey!;
+        text = rewriteWithGeneratedKey(st.text, g.column, () => this.svc.nextId(g.variant)).sql;
+        const a = this.svc.analyzeOnce(text);
+        target = this.inTransactionShard(this.svc.router.route(a.statements[0]!, a.hint, decodeBindParams(bindMsg.buf, bindParamsStart(bindMsg), bindMsg.end), { sessionShard: this.sessionShard }));
       } catch (e) {
         this.answerBatchLocally(msgs, { index: msgs.indexOf(bindMsg), error: toPgError(e) }, true);
         return;
       }
-    } else plan = target.shards.map((shard) => ({ shard, sql: st.text, params: null }));
+      if (target.kind === 'error') {
+        this.answerBatchLocally(msgs, { index: msgs.indexOf(bindMsg), error: target.error }, true);
+        return;
+      }
+    }
+    let plan: { shard: string; sql: string; params: number[] | null }[];
+    if (target.kind === 'shard' || target.kind === 'home') plan = [{ shard: target.kind === 'shard' ? target.shard : this.defaultShard(), sql: text, params: null }];
+    else if (target.kind === 'split-insert') {
+      try {
+        plan = [...splitInsert(text, target.rowShards, { renumberParams: true })].map(([shard, x]) => ({ shard, sql: x.sql, params: x.params }));
+      } catch (e) {
+        this.answerBatchLocally(msgs, { index: msgs.indexOf(bindMsg), error: toPgError(e) }, true);
+        return;
+      }
+    } else if (target.kind === 'broadcast') plan = target.shards.map((shard) => ({ shard, sql: text, params: null }));
+    else {
+      this.answerBatchLocally(msgs, { index: msgs.indexOf(bindMsg), error: new PgError(SqlState.FeatureNotSupported, 'this statement cannot run on several shards in the extended query protocol') }, true);
+      return;
+    }
     const oids = paramOids(st.paramTypes);
     const messagesFor = (sql: string, params: number[] | null): Buffer => {
       const types = params ? params.map((i) => oids[i] ?? 0) : oids;
@@ -1781,10 +1824,11 @@ export class ClientSession implements BackendListener {
       return Buffer.concat(parts);
     };
     const g: Gather = { rowDescriptionSent: false, verb: null, count: 0n, failed: false, same: target.kind === 'broadcast' && target.reference === true, firstOnly: { parse: !!parseMsg, describe: !!describe, done: false } };
+    const tagOf = st.analysis.statements[0]?.tag ?? 'this statement';
     const inBlock = this.txShard !== null || this.parked.size > 0 || this.localTx !== 'none';
     const implicit = !inBlock;
     if (target.kind === 'broadcast' && !target.transactional) {
-      this.answerBatchLocally(msgs, { index: msgs.indexOf(bindMsg), error: new PgError(SqlState.FeatureNotSupported, `${st.analysis.statements[0]?.tag ?? 'this statement'} on several shards is not supported in the extended query protocol; send it as a simple query`) }, true);
+      this.answerBatchLocally(msgs, { index: msgs.indexOf(bindMsg), error: new PgError(SqlState.FeatureNotSupported, `${tagOf} on several shards is not supported in the extended query protocol; send it as a simple query`) }, true);
       return;
     }
     if (this.localTx === 'failed' || this.backend?.txStatus === 'E') {
@@ -2042,6 +2086,14 @@ function transactionEnd(msgs: FrontendMessage[], portal: (name: string) => Porta
   const st = portal(readPortalName(execs[0]!))?.statement.analysis.statements;
   const tx = st && st.length === 1 ? st[0]!.tx : undefined;
   return tx?.type === 'commit' || tx?.type === 'rollback' ? tx.type : null;
+}
+
+type MultiTarget = (Target & { kind: 'broadcast' | 'split-insert' }) | { kind: 'generate' };
+
+/** Where a Bind message's parameter section starts (after its portal and statement names). */
+function bindParamsStart(m: FrontendMessage): number {
+  const [, p1] = M.readCString(m.buf, m.start + 5, m.end);
+  return M.readCString(m.buf, p1, m.end)[1];
 }
 
 const EXECUTE_UNNAMED = Buffer.from([Frontend.Execute, 0, 0, 0, 9, 0, 0, 0, 0, 0]);

@@ -31,6 +31,11 @@ export class StatementAnalyzer {
     return this.schema.shardedTables();
   }
 
+  /** Analysis of a text pgshard made itself (unique, e.g. with generated ids): not cached. */
+  analyzeOnce(sql: string): Analysis {
+    return analyzeText(this.schema, sql);
+  }
+
   columnsOf(table: string): readonly string[] | undefined {
     return this.schema.columnsOf(table);
   }

@@ -48,6 +48,12 @@ export class ShardingSchema {
     return true;
   }
 
+  /** The id variant of a sharded table whose key pgshard generates. */
+  generatedKey(table: string): 'int64' | 'int53' | undefined {
+    const found = this.tables.get(table);
+    return found && isShardedTable(found.config) ? found.config.generated : undefined;
+  }
+
   /** The configured sharded tables' names. */
   shardedTables(): string[] {
     const out = new Set<string>();

@@ -1,4 +1,4 @@
-import type { CopyStmt, Node, RangeVar, ViewStmt } from 'libpg-query';
+import type { CopyStmt, InsertStmt, Node, RangeVar, ViewStmt } from 'libpg-query';
 import type { RouteSpec, StatementInfo } from './types.js';
 import { stripCasts } from './ast.js';
 import { queryBlock, type Env } from './block.js';
@@ -36,6 +36,8 @@ export function describe(schema: ShardingSchema, node: Node, text: () => string)
     const r = insertStatement(schema, node.InsertStmt);
     const d: Described = { tag: 'INSERT', readOnly: r.readOnly, route: r.route, notConcatenable: null };
     if (r.insertRows !== undefined && r.route.type === 'keys') d.insertRows = r.insertRows;
+    const gen = r.route.type === 'refuse' ? generatedKeyOf(schema, node.InsertStmt) : undefined;
+    if (gen) d.generateKey = gen;
     return d;
   }
   if ('UpdateStmt' in node || 'DeleteStmt' in node || 'MergeStmt' in node) {
@@ -251,4 +253,16 @@ function view(schema: ShardingSchema, stmt: ViewStmt): Described {
   if (ctx.refusal !== null) target.refuse(ctx.refusal.message, ctx.refusal.hint);
   const route: RouteSpec = target.refusal ?? (sharded !== undefined ? { type: 'all', table: sharded.table } : broadcastRoute(target));
   return { tag: 'CREATE VIEW', readOnly: false, route, notConcatenable: null };
+}
+
+/** The table's generated key, when this INSERT names columns but not the key. */
+function generatedKeyOf(schema: ShardingSchema, ins: InsertStmt): StatementInfo['generateKey'] {
+  const rel = ins.relation;
+  if (!rel?.relname) return undefined;
+  const t = schema.resolve(rel.schemaname, rel.relname);
+  if (t.kind !== 'sharded') return undefined;
+  const variant = schema.generatedKey(t.name);
+  if (!variant || !ins.cols?.length) return undefined;
+  const named = ins.cols.some((c) => 'ResTarget' in c && (c.ResTarget.name === t.key || c.ResTarget.name === t.key.toLowerCase()));
+  return named ? undefined : { table: t.name, column: t.key, variant };
 }

@@ -157,6 +157,8 @@ export interface StatementInfo {
   insertRows?: number;
   /** COPY FROM STDIN / TO STDOUT. */
   copy?: { direction: 'from' | 'to'; table: string | null };
+  /** An INSERT … VALUES that omits the key of a table whose key pgshard generates (route is a refusal). */
+  generateKey?: { table: string; column: string; variant: 'int64' | 'int53' };
   /** Postgres refuses it inside a transaction block (VACUUM, CREATE INDEX CONCURRENTLY, ...). */
   nonTransactional?: boolean;
   /** EXPLAIN of a statement: the inner statement's routing is in `route`. */
