@@ -128,13 +128,13 @@ export class PgShardServer {
     this.sessions.set(pid, session);
     session.onClosed = () => {
       this.sessions.delete(pid);
-      log.debug('client disconnected');
+      log.info('client disconnected');
     };
     socket.on('close', () => this.sessions.delete(pid));
     session
       .login()
       .then(() => {
-        log.debug({ user, database, application_name: info.applicationName }, 'client connected');
+        log.info({ user, database, application_name: info.applicationName }, 'client connected');
         session.start(leftover);
       })
       .catch((e) => {
