@@ -19,6 +19,10 @@ import { initHash } from '../routing/hash.js';
 import { HashRing } from '../routing/ring.js';
 import { Router } from '../routing/router.js';
 import { queryShard } from '../pool/internal-query.js';
+import { LRUCache } from 'lru-cache';
+import { literalShape } from '../sql/literal-shape.js';
+import type { Analysis } from '../sql/types.js';
+import type { BindParams } from '../routing/keys.js';
 import { noopObserver, type ProxyObserver } from '../admin/observer.js';
 import { TxLog } from '../execute/txlog.js';
 import { IdGenerator } from '../routing/ids.js';
@@ -74,6 +78,7 @@ export class PgShardServer {
       deadlockTimeoutMs: cfg.transactions.deadlock_timeout_ms,
       slowStatementMs: cfg.log.slow_statement_ms,
       analyzeOnce: (sql) => analyzer.analyzeOnce(sql),
+      shaped: (sql) => this.shaped(sql),
       nextId: (variant) => (variant === 'int53' ? this.ids53 : this.ids64).next(),
     };
     await this.learnColumns();
@@ -145,6 +150,24 @@ export class PgShardServer {
   }
 
   private columnTimer: NodeJS.Timeout | null = null;
+  private shapes = new LRUCache<string, Analysis | false>({ max: 10_000 });
+
+  /**
+   * The analysis shared by statements that differ only in literals. A shape is trusted only after its
+   * analysis, with the first text's literals as parameters, routed exactly as that text's full analysis.
+   */
+  private shaped(sql: string): { analysis: Analysis; params: BindParams } | null {
+    const ls = literalShape(sql);
+    if (!ls) return null;
+    const known = this.shapes.get(ls.shape);
+    if (known === false) return null;
+    const params: BindParams = { values: ls.literals.map((l) => Buffer.from(l, 'utf8')), formats: ls.literals.map(() => 0 as const) };
+    if (known) return { analysis: known, params };
+    const full = this.analyzer.analyze(sql);
+    const shape = this.analyzer.analyze(ls.shape);
+    this.shapes.set(ls.shape, shapeUsable(full, shape) && sameRoute(this.router, full, shape, params) ? shape : false);
+    return null; // this once, the full analysis answers
+  }
   private recoveryTimer: NodeJS.Timeout | null = null;
   coordinator!: TransactionCoordinator;
   private ids64!: IdGenerator;
@@ -172,6 +195,7 @@ export class PgShardServer {
           found.get(rel!)!.push(att!);
         }
         for (const t of tables) this.analyzer.setColumns(t, found.get(t));
+        this.shapes.clear(); // shapes were checked against the old column order
         return;
       } catch (e) {
         this.log.debug({ shard: pool.shard.id, err: (e as Error).message }, 'could not read table columns');
@@ -201,4 +225,25 @@ export class PgShardServer {
     await Promise.all([...this.pools.values()].map((p) => p.close()));
     this.txlog?.close();
   }
+}
+
+/** A shape whose analysis is a plain single-statement route (nothing that depends on literal text). */
+function shapeUsable(full: Analysis, shape: Analysis): boolean {
+  if (full.statements.length !== 1 || shape.statements.length !== 1 || full.parseError || shape.parseError || full.hint || shape.hint) return false;
+  const a = full.statements[0]!;
+  const b = shape.statements[0]!;
+  if (b.session || b.tx || b.copy || b.explain || b.merge || b.generateKey || b.nonTransactional || (b.insertRows ?? 1) > 1) return false;
+  if (a.notConcatenable !== null || b.notConcatenable !== null) return false;
+  if (a.tag !== b.tag || a.readOnly !== b.readOnly || a.route.type !== b.route.type) return false;
+  if (b.route.type !== 'keys' && b.route.type !== 'none') return false;
+  if (a.route.type === 'keys' && b.route.type === 'keys' && (a.route.table !== b.route.table || a.route.keys.length !== b.route.keys.length)) return false;
+  return true;
+}
+
+function sameRoute(router: Router, full: Analysis, shape: Analysis, params: BindParams): boolean {
+  const ctx = { sessionShard: null };
+  const x = router.route(full.statements[0]!, null, null, ctx);
+  const y = router.route(shape.statements[0]!, null, params, ctx);
+  if (x.kind !== y.kind) return false;
+  return x.kind !== 'shard' || (y.kind === 'shard' && x.shard === y.shard);
 }

@@ -45,6 +45,8 @@ export interface SessionServices {
   /** Told about requests, errors, transactions and checkouts (the metrics). */
   observer: ProxyObserver;
   coordinator: TransactionCoordinator;
+  /** The shared analysis of a simple Query's literal shape, with its literals as parameters; null: none. */
+  shaped(sql: string): { analysis: Analysis; params: BindParams } | null;
   /** Analysis of a statement text pgshard wrote itself (not cached). */
   analyzeOnce(sql: string): Analysis;
   /** The next generated key of that kind. */
@@ -377,7 +379,9 @@ export class ClientSession implements BackendListener {
 
   private onQuery(m: FrontendMessage, given?: Analysis): boolean | Promise<void> {
     const text = m.buf.toString('utf8', m.start + 5, m.end - 1);
-    const analysis = given ?? this.svc.analyze(text);
+    // Statements that differ only in their literals share one analysis (literals become bind values).
+    const fast = given ? null : this.svc.shaped(text);
+    const analysis = given ?? fast?.analysis ?? this.svc.analyze(text);
     const stmts = analysis.statements;
 
     // A table whose key pgshard generates: add the key (one id per row), then route as any INSERT.
@@ -428,7 +432,7 @@ export class ClientSession implements BackendListener {
       return true;
     }
 
-    const target = this.routeStatements(analysis, null);
+    const target = this.routeStatements(analysis, fast?.params ?? null);
     if (this.svc.dryRun) this.log.info({ route: describeTarget(target), sql: text.slice(0, 200) }, 'route');
     if (target.kind === 'error') return this.refuse(target.error);
     const one = stmts.length === 1 ? stmts[0] : undefined;
