@@ -1711,21 +1711,10 @@ export class ClientSession implements BackendListener {
       this.replyError(new PgError(SqlState.InFailedSqlTransaction, 'current transaction is aborted, commands ignored until end of transaction block'), false);
       return;
     }
-    if (implicit) {
-      this.localTx = 'begin-pending';
-      this.pendingBegin = 'BEGIN';
-      this.beginSql = 'BEGIN';
-    }
+    if (implicit) this.beginImplicit();
     // Every shard joins the transaction (BEGIN, session state), then all run the COPY at once.
     for (const shard of this.svc.router.shardIds) {
-      for (;;) {
-        const r = this.useShard(shard);
-        if (r === true) break;
-        if (r === false) await this.waitIdle();
-        else await r;
-      }
-      this.sendPreamble();
-      this.curWrote = true;
+      await this.joinForWrite(shard);
       await this.waitIdle();
     }
     const cur = { be: this.backend!, pool: this.backendPool!, wrote: true };
@@ -1843,20 +1832,9 @@ export class ClientSession implements BackendListener {
       const r = this.readParse(parseMsg);
       this.commitParse(r.name, r.st);
     }
-    if (implicit) {
-      this.localTx = 'begin-pending';
-      this.pendingBegin = 'BEGIN';
-      this.beginSql = 'BEGIN';
-    }
+    if (implicit) this.beginImplicit();
     for (const step of plan) {
-      for (;;) {
-        const r = this.useShard(step.shard);
-        if (r === true) break;
-        if (r === false) await this.waitIdle();
-        else await r;
-      }
-      this.sendPreamble();
-      this.curWrote = true;
+      await this.joinForWrite(step.shard);
       this.push({ kind: 'query', swallow: false, gather: g });
       this.syncPoints++;
       this.backend!.write(messagesFor(step.sql, step.params));
@@ -1946,11 +1924,7 @@ export class ClientSession implements BackendListener {
       return;
     }
     const implicit = !inBlock;
-    if (implicit) {
-      this.localTx = 'begin-pending';
-      this.pendingBegin = 'BEGIN';
-      this.beginSql = 'BEGIN';
-    }
+    if (implicit) this.beginImplicit();
     for (const shard of shards) {
       await this.runOn(shard, textOf(shard), g);
       if (g.failed) break;
@@ -1968,8 +1942,15 @@ export class ClientSession implements BackendListener {
     else this.replyLocal([M.commandComplete(tag())], this.currentStatus());
   }
 
-  /** Sends a statement to one shard's participant and waits for its answer (gathered into g). */
-  private async runOn(shard: string, text: string, g: Gather): Promise<void> {
+  /** A write on several shards outside a transaction block runs in a transaction of its own. */
+  private beginImplicit(): void {
+    this.localTx = 'begin-pending';
+    this.pendingBegin = 'BEGIN';
+    this.beginSql = 'BEGIN';
+  }
+
+  /** Makes `shard` the current participant (joining the transaction if needed) for a write. */
+  private async joinForWrite(shard: string): Promise<void> {
     for (;;) {
       const r = this.useShard(shard);
       if (r === true) break;
@@ -1978,6 +1959,11 @@ export class ClientSession implements BackendListener {
     }
     this.sendPreamble();
     this.curWrote = true;
+  }
+
+  /** Sends a statement to one shard's participant and waits for its answer (gathered into g). */
+  private async runOn(shard: string, text: string, g: Gather): Promise<void> {
+    await this.joinForWrite(shard);
     this.push({ kind: 'query', swallow: false, gather: g });
     this.syncPoints++;
     this.backend!.write(M.queryMessage(text));
