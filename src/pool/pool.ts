@@ -39,6 +39,16 @@ export class ShardPool {
     this.fillMinIdle();
   }
 
+  /** An idle healthy connection right now, or null (the hot path: no promise when one is free). */
+  tryAcquire(): BackendConnection | null {
+    while (this.idle.length > 0) {
+      const c = this.idle.pop()!;
+      if (c.isOpen) return c;
+      this.forget(c);
+    }
+    return null;
+  }
+
   /** A healthy connection, idle in no transaction, leased to the caller until release() or destroy(). */
   acquire(): Promise<BackendConnection> {
     while (this.idle.length > 0) {

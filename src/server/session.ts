@@ -1069,6 +1069,14 @@ export class ClientSession implements BackendListener {
     const pool = this.svc.pools.get(shard);
     if (!pool) throw new PgError('42704', `shard "${shard}" does not exist`);
     const joining = this.parked.size > 0;
+    if (!joining) {
+      const free = pool.tryAcquire();
+      if (free) {
+        this.svc.observer.checkoutWait(shard, 0);
+        this.attach(free, pool, false);
+        return true;
+      }
+    }
     const t0 = performance.now();
     return pool.acquire().then(
       (be) => {
