@@ -7,18 +7,7 @@ import { parseSync } from 'libpg-query';
 import type { Node } from 'libpg-query';
 import { deparseSync } from 'pgsql-deparser';
 import { PgError, SqlState } from '../protocol/errors.js';
-
-const POSITION_KEYS = new Set(['location', 'stmt_location', 'stmt_len', 'list_start', 'list_end', 'rexpr_list_start', 'rexpr_list_end', 'name_location']);
-
-function strip(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(strip);
-  if (v && typeof v === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) if (!POSITION_KEYS.has(k)) out[k] = strip(x);
-    return out;
-  }
-  return v;
-}
+import { sameTree } from './rewrite.js';
 
 function cannot(reason: string): PgError {
   return new PgError(SqlState.FeatureNotSupported, `pgshard cannot add the generated key to this INSERT: ${reason}`, {
@@ -51,6 +40,6 @@ export function rewriteWithGeneratedKey(sql: string, keyColumn: string, nextId: 
     throw cannot(`it could not be written back (${(e as Error).message})`);
   }
   const back = (parseSync(out) as { stmts?: { stmt?: Node }[] }).stmts;
-  if (back?.length !== 1 || JSON.stringify(strip(back[0]!.stmt)) !== JSON.stringify(strip(node))) throw cannot('the rewritten statement does not mean the same');
+  if (back?.length !== 1 || !sameTree(back[0]!.stmt, node)) throw cannot('the rewritten statement does not mean the same');
   return { sql: out, ids };
 }

@@ -1,6 +1,7 @@
 import type { Node, SelectStmt, WindowDef } from 'libpg-query';
 import { forEachCall, namesOf } from './ast.js';
 import type { Scope } from './scope.js';
+import { AGGREGATES } from './aggregate.js';
 
 /**
  * Why a SELECT's rows are not simply the concatenation of what each shard returns: the executor must merge
@@ -9,15 +10,6 @@ import type { Scope } from './scope.js';
  * lives on one shard, so those do not count.
  */
 
-/** Built-in aggregate functions (user-defined aggregates cannot be told from plain functions by syntax). */
-const AGGREGATES = new Set([
-  'count', 'sum', 'avg', 'min', 'max', 'array_agg', 'string_agg', 'bool_and', 'bool_or', 'every', 'bit_and', 'bit_or', 'bit_xor',
-  'json_agg', 'jsonb_agg', 'json_agg_strict', 'jsonb_agg_strict', 'json_object_agg', 'jsonb_object_agg', 'json_object_agg_strict',
-  'jsonb_object_agg_strict', 'json_object_agg_unique', 'jsonb_object_agg_unique', 'json_object_agg_unique_strict',
-  'jsonb_object_agg_unique_strict', 'xmlagg', 'stddev', 'stddev_pop', 'stddev_samp', 'variance', 'var_pop', 'var_samp', 'corr',
-  'covar_pop', 'covar_samp', 'regr_avgx', 'regr_avgy', 'regr_count', 'regr_intercept', 'regr_r2', 'regr_slope', 'regr_sxx',
-  'regr_sxy', 'regr_syy', 'mode', 'percentile_cont', 'percentile_disc', 'range_agg', 'range_intersect_agg', 'any_value',
-]);
 
 export function selectShape(stmt: SelectStmt, scope: Scope): string[] {
   const reasons: string[] = [];

@@ -2,6 +2,7 @@ import { parseSync } from 'libpg-query';
 import type { InsertStmt, Node, SelectStmt } from 'libpg-query';
 import { deparseSync } from 'pgsql-deparser';
 import { PgError, SqlState } from '../protocol/errors.js';
+import { sameTree } from './rewrite.js';
 
 /**
  * A multi-row `INSERT ... VALUES (...), (...)` whose rows belong to different shards becomes one INSERT
@@ -32,8 +33,6 @@ export interface SplitInsertOptions {
 }
 
 /** Source positions: not part of a statement's meaning. */
-const POSITION_KEYS = new Set(['location', 'stmt_location', 'stmt_len', 'list_start', 'list_end', 'rexpr_list_start', 'rexpr_list_end', 'name_location']);
-
 const HINT = 'Send the rows of each shard in an INSERT of their own, or load them with COPY.';
 
 function cannotSplit(reason: string): PgError {
@@ -145,27 +144,6 @@ function writeChecked(stmt: Node): string {
   return sql;
 }
 
-/** Deep equality of two parse trees, source positions aside. */
-function sameTree(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  if (Array.isArray(a)) {
-    if (!Array.isArray(b) || a.length !== b.length) return false;
-    for (let i = 0; i < a.length; i++) if (!sameTree(a[i], b[i])) return false;
-    return true;
-  }
-  if (Array.isArray(b)) return false;
-  const x = a as Record<string, unknown>;
-  const y = b as Record<string, unknown>;
-  let n = 0;
-  for (const k in x) {
-    if (POSITION_KEYS.has(k)) continue;
-    if (!Object.hasOwn(y, k) || !sameTree(x[k], y[k])) return false;
-    n++;
-  }
-  for (const k in y) if (!POSITION_KEYS.has(k)) n--;
-  return n === 0;
-}
 
 /** Visits every ParamRef of a tree. */
 function forEachParam(node: unknown, visit: (p: { number?: number }) => void): void {
