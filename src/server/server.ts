@@ -29,6 +29,7 @@ import { IdGenerator } from '../routing/ids.js';
 import { TransactionCoordinator } from '../execute/two-phase.js';
 import { hostname } from 'node:os';
 import path from 'node:path';
+import { NotificationHub } from './notifications.js';
 
 export class PgShardServer {
   private server: net.Server | null = null;
@@ -36,6 +37,7 @@ export class PgShardServer {
   readonly sessions = new Map<number, ClientSession>();
   private nextClientId = 1;
   private services!: SessionServices;
+  private notifications: NotificationHub | null = null;
   analyzer!: StatementAnalyzer;
   router!: Router;
   private tlsContext: tls.SecureContext | null = null;
@@ -80,6 +82,7 @@ export class PgShardServer {
       analyzeOnce: (sql) => analyzer.analyzeOnce(sql),
       shaped: (sql) => this.shaped(sql),
       nextId: (variant) => (variant === 'int53' ? this.ids53 : this.ids64).next(),
+      notifications: this.notifications = new NotificationHub(() => [...this.pools.values()].map((p) => p.shard), this.log, cfg.pool.connect_timeout_ms),
     };
     await this.learnColumns();
     this.columnTimer = setInterval(() => void this.learnColumns(), 30_000);
@@ -222,6 +225,7 @@ export class PgShardServer {
     for (const s of this.sessions.values()) s.close(bye);
     await Promise.race([closed, new Promise((r) => setTimeout(r, 2000).unref())]);
     this.coordinator?.close();
+    this.notifications?.close();
     await Promise.all([...this.pools.values()].map((p) => p.close()));
     this.txlog?.close();
   }

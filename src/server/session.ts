@@ -31,6 +31,7 @@ import { parseSync, type CopyStmt } from 'libpg-query';
 import type { Participant, TransactionCoordinator } from '../execute/two-phase.js';
 import { buildParse, replaceName, statementKey, type ClientStatement } from './statements.js';
 import { finishRequest, NO_SHARD, routeKindOf, routeKindOfStatement, startRequest, statementTypeOf, transactionKind, type ProxyObserver, type RequestTiming, type StatementType } from '../admin/observer.js';
+import type { NotificationHub, NotificationSubscriber } from './notifications.js';
 
 export interface SessionServices {
   pools: Map<string, ShardPool>;
@@ -57,6 +58,8 @@ export interface SessionServices {
   deadlockTimeoutMs: number;
   /** Column order of a sharded table, as learned from a shard's catalog (for COPY without a column list). */
   columnsOf(table: string): readonly string[] | undefined;
+  /** LISTEN on pgshard's own connections to every shard (transaction pooling only). */
+  notifications: NotificationHub;
 }
 
 export interface ClientInfo {
@@ -132,7 +135,7 @@ const FAILING_QUERY = M.queryMessage('pgshard refused statement (');
 const SYNC = Buffer.from([Frontend.Sync, 0, 0, 0, 4]);
 const FLUSH = Buffer.from([Frontend.Flush, 0, 0, 0, 4]);
 
-export class ClientSession implements BackendListener {
+export class ClientSession implements BackendListener, NotificationSubscriber {
   readonly framer: Framer;
   private queue: FrontendMessage[] = [];
   private busy = false; // an async step (checkout) is under way; the queue waits
@@ -301,6 +304,7 @@ export class ClientSession implements BackendListener {
       }
     }
     this.maybeRelease();
+    if (this.pendingNotifications.length) this.flushNotifications();
     if (this.paused && this.queue.length < 200) {
       this.paused = false;
       this.socket.resume();
@@ -395,6 +399,17 @@ export class ClientSession implements BackendListener {
       }
       const q = M.queryMessage(sql);
       return this.onQuery({ type: Frontend.Query, buf: q, start: 0, end: q.length }, this.svc.analyzeOnce(sql));
+    }
+    if (stmts.length === 1 && analysis.parseError === null && this.svc.poolMode === 'transaction') {
+      const eff = stmts[0]!.session;
+      if (eff?.type === 'listen' || eff?.type === 'unlisten') {
+        if (this.backend && !this.idleBackend()) return false;
+        const tag = stmts[0]!.tag;
+        return this.runListen(eff).then((err) => {
+          if (err) this.replyError(err, false);
+          else this.replyLocal([M.commandComplete(tag)], this.currentStatus());
+        });
+      }
     }
     // Statements pgshard answers itself.
     if (stmts.length === 1 && analysis.parseError === null) {
@@ -536,6 +551,40 @@ export class ClientSession implements BackendListener {
     return null;
   }
 
+  // ---------------------------------------------------------------- LISTEN / NOTIFY (transaction pooling)
+
+  private pendingNotifications: Buffer[] = [];
+
+  /** LISTEN/UNLISTEN on pgshard's listening connections; null when done, else the error to answer. */
+  private async runListen(eff: Extract<SessionEffect, { type: 'listen' | 'unlisten' }>): Promise<PgError | null> {
+    if (this.localTx === 'failed' || this.backend?.txStatus === 'E')
+      return new PgError(SqlState.InFailedSqlTransaction, 'current transaction is aborted, commands ignored until end of transaction block');
+    if (this.localTx !== 'none' || this.backend || this.parked.size > 0)
+      return new PgError(SqlState.FeatureNotSupported, `${eff.type === 'listen' ? 'LISTEN' : 'UNLISTEN'} inside a transaction block is not supported through pgshard`, {
+        hint: 'Run it outside the transaction: pgshard listens for the client on its own connections, not on the pooled one.',
+      });
+    if (eff.type === 'listen') await this.svc.notifications.listen(this, eff.channel);
+    else await this.svc.notifications.unlisten(this, eff.channel);
+    return null;
+  }
+
+  /** A notification for a channel this client listens on: written between transactions, as Postgres does. */
+  notify(message: Buffer): void {
+    if (this.closed) return;
+    if (this.pendingNotifications.length >= 10_000) this.pendingNotifications.shift(); // a client that never goes idle must not grow us
+    this.pendingNotifications.push(message);
+    this.flushNotifications();
+  }
+
+  private flushNotifications(): void {
+    if (this.pendingNotifications.length === 0 || this.closed) return;
+    const idle = !this.backend && !this.busy && this.queue.length === 0 && this.batch.length === 0 && this.localTx === 'none' && this.parked.size === 0 && !this.copy;
+    if (!idle) return;
+    const out = this.pendingNotifications;
+    this.pendingNotifications = [];
+    this.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+  }
+
   private currentStatus(): TxStatus {
     if (this.backend) return this.backend.txStatus;
     return this.localTx === 'none' ? 'I' : this.localTx === 'failed' ? 'E' : 'T';
@@ -601,6 +650,7 @@ export class ClientSession implements BackendListener {
     const names = new Map<string, boolean>(); // statement names parsed (true) or closed (false) in this batch
     let multi: { target: MultiTarget; portal: PortalInfo } | null = null;
     let scatter: { target: Target & { kind: 'scatter' }; portal: PortalInfo } | null = null;
+    let listen: { effect: Extract<SessionEffect, { type: 'listen' | 'unlisten' }>; tag: string } | null = null;
     for (let i = 0; i < msgs.length && !problem; i++) {
       const m = msgs[i]!;
       try {
@@ -624,6 +674,12 @@ export class ClientSession implements BackendListener {
           if (!p) continue; // unknown portal: the backend answers with its own error
           const a = p.statement.analysis;
           let t: Target;
+          const eff = a.parseError === null && a.statements.length === 1 ? a.statements[0]!.session : undefined;
+          if ((eff?.type === 'listen' || eff?.type === 'unlisten') && this.svc.poolMode === 'transaction') {
+            if (endsWithSync && simpleBatchShape(msgs)) listen = { effect: eff, tag: a.statements[0]!.tag };
+            else problem = { index: i, error: new PgError(SqlState.FeatureNotSupported, `${a.statements[0]!.tag} through pgshard must be alone in its batch (Parse, Bind, Execute, Sync)`) };
+            continue;
+          }
           if (a.parseError !== null || a.statements.length !== 1) t = { kind: 'home' };
           else if (a.statements[0]!.generateKey && endsWithSync && simpleBatchShape(msgs)) {
             multi = { target: { kind: 'generate' }, portal: p };
@@ -655,6 +711,13 @@ export class ClientSession implements BackendListener {
         const firstExec = msgs.findIndex((x) => x.type === Frontend.Execute);
         problem = { index: firstExec >= 0 ? firstExec : 0, error: t.error };
       } else target = t;
+    }
+    if (!problem && listen) {
+      if (this.backend && !this.idleBackend()) return false;
+      this.batch = [];
+      this.batchBytes = 0;
+      const { effect, tag } = listen;
+      return this.runListen(effect).then((err) => this.writeClient(this.answerBatch(msgs, tag, err, endsWithSync)));
     }
     if (!problem && scatter) {
       const inTx = this.txShard !== null || this.parked.size > 0 || this.localTx !== 'none';
@@ -1296,6 +1359,7 @@ export class ClientSession implements BackendListener {
     this.preambleDone = false;
     this.resetExpectations();
     pool.release(be);
+    if (this.pendingNotifications.length) this.flushNotifications();
   }
 
   private resetExpectations(): void {
@@ -1589,6 +1653,7 @@ export class ClientSession implements BackendListener {
       } else if (e.type === 'reset-all') {
         this.vars.clear();
         be?.vars.clear();
+        if (this.svc.poolMode === 'transaction') this.svc.notifications.drop(this); // DISCARD ALL includes UNLISTEN *
       }
     }
   }
@@ -2014,6 +2079,8 @@ export class ClientSession implements BackendListener {
     this.closed = true;
     this.framer.stop();
     this.queue = [];
+    this.pendingNotifications = [];
+    this.svc.notifications.drop(this);
     if (this.parked.size > 0 || (this.backend && this.backend.txStatus !== 'I'))
       this.svc.observer.transaction(transactionKind([...this.parked.values()].filter((p) => p.wrote).length + (this.curWrote ? 1 : 0)), 'rollback');
     for (const p of this.parked.values()) p.pool.destroy(p.be); // closing rolls their transactions back
