@@ -689,7 +689,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
           if (t.kind === 'error') problem = { index: i, error: t.error };
           else if ((t.kind === 'broadcast' || t.kind === 'split-insert') && endsWithSync && simpleBatchShape(msgs)) {
             multi = { target: t, portal: p };
-          } else if (t.kind === 'scatter' && endsWithSync && simpleBatchShape(msgs) && describesPortal(msgs) && (t.merge === undefined || textResults(msgs))) {
+          } else if (t.kind === 'scatter' && endsWithSync && simpleBatchShape(msgs) && (describesPortal(msgs) || !msgs.some((x) => x.type === Frontend.Describe)) && (t.merge === undefined || textResults(msgs))) {
             scatter = { target: t, portal: p };
           } else if (t.kind === 'scatter' || t.kind === 'broadcast' || t.kind === 'split-insert' || t.kind === 'copy-in') {
             problem = {
@@ -722,7 +722,15 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
     if (!problem && scatter) {
       const inTx = this.txShard !== null || this.parked.size > 0 || this.localTx !== 'none';
       if (inTx) problem = { index: msgs.findIndex((x) => x.type === Frontend.Execute), error: new PgError(SqlState.FeatureNotSupported, 'a statement reaching several shards inside a transaction block is not supported yet', { hint: 'Run it outside the transaction, or add a condition on the shard key.' }) };
+      else if (this.backend && this.extendedOpen && this.openExecuted) return this.dispatchProblemHere(msgs, { index: 0, error: crossShardBatch() }, endsWithSync);
       else {
+        if (this.backend && this.extendedOpen) {
+          // Only Parse/Describe ran on the backend (postgres.js describes before it binds): end that sequence.
+          this.push({ kind: 'sync', swallow: true });
+          this.syncPoints++;
+          this.backend.write(SYNC);
+          this.extendedOpen = false;
+        }
         if (this.backend && !this.idleBackend()) return false;
         this.batch = [];
         this.batchBytes = 0;
@@ -1943,7 +1951,8 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
       Buffer.concat([buildParse('', { key: '', text: sql, paramTypes: st.paramTypes, analysis: st.analysis }), encodeBind(bind, null), DESCRIBE_UNNAMED_PORTAL, EXECUTE_UNNAMED, SYNC]);
     const request = startRequest(target.shards, target.shards.length >= this.svc.router.shardIds.length ? 'all' : 'multi', statementTypeOf(st.analysis.statements[0]?.tag));
     const pools = target.shards.map((x) => this.svc.pools.get(x)!);
-    const sc = new ScatterQuery(this.socket, pools, Buffer.alloc(0), this.vars, target.merge ?? null, { text: st.text, build });
+    const params = { values: bind.values, formats: bind.values.map((_, i) => ((bind.formats.length === 1 ? bind.formats[0] : bind.formats[i]) === 1 ? 1 : 0) as 0 | 1), types: paramOids(st.paramTypes) };
+    const sc = new ScatterQuery(this.socket, pools, Buffer.alloc(0), this.vars, target.merge ?? null, { text: st.text, build, params, describe: describesPortal(msgs) });
     this.scatter = sc;
     return sc.run().finally(() => {
       this.scatter = null;

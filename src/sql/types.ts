@@ -84,6 +84,9 @@ export interface LimitPlan {
   count: number | null;
   offset: number;
   withTies?: boolean;
+  /** LIMIT $n / OFFSET $n: the value comes from the Bind at execution (count/offset are then placeholders). */
+  countParam?: number;
+  offsetParam?: number;
 }
 
 export interface RowMergePlan {
