@@ -144,11 +144,13 @@ export class PgShardServer {
       .then(() => {
         log.info({ user, database, application_name: info.applicationName }, 'client connected');
         session.start(leftover);
+        socket.resume(); // paused since the startup phase ended (startup.ts detach)
       })
       .catch((e) => {
         const err = toPgError(e);
         log.warn({ err: err.message }, 'login failed');
         session.close(new PgError(err.code, err.message, { severity: 'FATAL', ...(err.hint ? { hint: err.hint } : {}) }));
+        socket.resume();
       });
   }
 
