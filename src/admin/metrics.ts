@@ -194,7 +194,7 @@ export class Metrics implements ProxyObserver {
     if (this.server === server) return;
     this.health?.stop();
     this.server = server;
-    for (const s of server.config.shards) {
+    for (const s of server.topology?.shards ?? server.config.shards) {
       this.queryCellsFor(s.id);
       this.checkoutCell(s.id);
     }

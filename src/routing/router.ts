@@ -59,6 +59,11 @@ export class Router {
     this.ring = ring;
   }
 
+  /** The ring that routes now (it changes when the topology does). */
+  currentRing(): HashRing {
+    return this.ring;
+  }
+
   hasShard(id: string): boolean {
     return this.ring.shardIds.includes(id);
   }

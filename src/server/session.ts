@@ -18,9 +18,10 @@ import type { BackendConnection, BackendListener } from '../pool/backend.js';
 import { sendCancel } from '../pool/backend.js';
 import { runQuery } from '../pool/internal-query.js';
 import type { ShardPool } from '../pool/pool.js';
-import type { Analysis, MergePlan, SessionEffect, StatementInfo } from '../sql/types.js';
+import type { Analysis, MergePlan, RoutingHint, SessionEffect, StatementInfo } from '../sql/types.js';
 import type { BindParams } from '../routing/keys.js';
 import type { Router, Target } from '../routing/router.js';
+import type { CutoverGate } from '../rebalance/gate.js';
 import { quoteIdent, stateSyncSql } from '../pool/state-sync.js';
 import { ScatterQuery } from '../execute/scatter.js';
 import { splitInsert } from '../sql/split-insert.js';
@@ -60,6 +61,8 @@ export interface SessionServices {
   columnsOf(table: string): readonly string[] | undefined;
   /** LISTEN on pgshard's own connections to every shard (transaction pooling only). */
   notifications: NotificationHub;
+  /** Holds statements on moving keys while a rebalance cuts over (src/rebalance/gate.ts). */
+  gate: CutoverGate;
 }
 
 export interface ClientInfo {
@@ -447,6 +450,10 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
       return true;
     }
 
+    if (this.svc.gate.active) {
+      const held = this.holdAtGate(analysis.statements, analysis.hint, fast?.params ?? null);
+      if (held) return held.then(() => void this.queue.unshift(m));
+    }
     const target = this.routeStatements(analysis, fast?.params ?? null);
     if (this.svc.dryRun) this.log.info({ route: describeTarget(target), sql: text.slice(0, 200) }, 'route');
     if (target.kind === 'error') return this.refuse(target.error);
@@ -651,6 +658,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
     let multi: { target: MultiTarget; portal: PortalInfo } | null = null;
     let scatter: { target: Target & { kind: 'scatter' }; portal: PortalInfo } | null = null;
     let listen: { effect: Extract<SessionEffect, { type: 'listen' | 'unlisten' }>; tag: string } | null = null;
+    let held: Promise<void> | null = null;
     for (let i = 0; i < msgs.length && !problem; i++) {
       const m = msgs[i]!;
       try {
@@ -685,6 +693,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
             multi = { target: { kind: 'generate' }, portal: p };
             continue;
           } else t = this.svc.router.route(a.statements[0]!, a.hint, p.params, { sessionShard: this.sessionShard });
+          if (this.svc.gate.active) held ??= this.holdAtGate(a.statements, a.hint, p.params);
           if (this.svc.dryRun) this.log.info({ route: describeTarget(t), sql: p.statement.text.slice(0, 200) }, 'route');
           if (t.kind === 'error') problem = { index: i, error: t.error };
           else if ((t.kind === 'broadcast' || t.kind === 'split-insert') && endsWithSync && simpleBatchShape(msgs)) {
@@ -705,6 +714,8 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
         problem = { index: i, error: toPgError(e) };
       }
     }
+    // Nothing of the batch has run: after the cut-over it is dispatched again from the start.
+    if (held) return held.then(() => void (last && this.queue.unshift(last)));
     if (!problem) {
       const t = this.inTransactionShard(target);
       if (t.kind === 'error') {
@@ -2113,6 +2124,28 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
     const be = this.backend;
     if (be && (this.syncPoints > 0 || this.extendedOpen)) sendCancel(be.shard.host, be.shard.port, be.pid, be.secret);
     this.scatter?.cancel();
+  }
+
+  private gateHeld = false;
+
+  /** Waits at the cut-over gate if one of the statements touches a moving key; null: go on now. */
+  private holdAtGate(stmts: readonly StatementInfo[], hint: RoutingHint | null, params: BindParams | null): Promise<void> | null {
+    for (const st of stmts) {
+      const held = this.svc.gate.holdFor(st, hint, params, this.sessionShard);
+      if (held) {
+        this.gateHeld = true;
+        return held.then(() => void (this.gateHeld = false));
+      }
+    }
+    return null;
+  }
+
+  /**
+   * For a cut-over: nothing this session routed with the ring being replaced is still running or about to
+   * run (it holds no backend, and is not between routing and checkout unless it waits at the gate).
+   */
+  get quietForCutover(): boolean {
+    return (this.gateHeld || !this.busy) && !this.backend && this.parked.size === 0;
   }
 
   /** For graceful shutdown: true when no transaction or request is open. */
