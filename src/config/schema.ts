@@ -121,6 +121,11 @@ export const configSchema = z
       .object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535), token: z.string().optional() })
       .strict()
       .optional(),
+    /** The SQL admin console (SHOW SHARDS, …): the database name that reaches it, and who may (default: every user). */
+    console: z
+      .object({ enabled: z.boolean().default(true), database: z.string().min(1).default('pgshard'), users: z.array(z.string().min(1)).optional() })
+      .strict()
+      .default({ enabled: true, database: 'pgshard' }),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -134,6 +139,11 @@ export const configSchema = z
     c.shards.forEach((s, i) => {
       if (ids.has(s.id)) ctx.addIssue({ code: 'custom', path: ['shards', i, 'id'], message: `duplicate shard id "${s.id}"` });
       ids.add(s.id);
+    });
+    if (c.console.enabled && c.console.database === (c.database ?? c.shards[0]?.database))
+      ctx.addIssue({ code: 'custom', path: ['console', 'database'], message: `"${c.console.database}" is also the application database: give the console another name` });
+    c.console.users?.forEach((name, i) => {
+      if (!c.users.some((u) => u.name === name)) ctx.addIssue({ code: 'custom', path: ['console', 'users', i], message: `"${name}" is not one of the users` });
     });
     const names = new Set<string>();
     c.users.forEach((u, i) => {
