@@ -28,6 +28,12 @@ const shard = z
     password: z.string().optional(),
     /** Relative share of the keyspace: the shard gets vnodes × weight points on the ring. */
     weight: z.number().int().min(1).max(100).default(1),
+    /** TLS to the shard, as libpq's sslmode; verify-ca and verify-full need sslrootcert (PEM CA file). */
+    sslmode: z.enum(['disable', 'prefer', 'require', 'verify-ca', 'verify-full']).default('prefer'),
+    sslrootcert: z.string().optional(),
+    /** A client certificate and key (PEM) for shards that ask for one. */
+    sslcert: z.string().optional(),
+    sslkey: z.string().optional(),
   })
   .strict();
 
@@ -137,6 +143,10 @@ export const configSchema = z
     }
     const ids = new Set<string>();
     c.shards.forEach((s, i) => {
+      if ((s.sslmode === 'verify-ca' || s.sslmode === 'verify-full') && !s.sslrootcert)
+        ctx.addIssue({ code: 'custom', path: ['shards', i, 'sslrootcert'], message: `sslmode ${s.sslmode} needs sslrootcert: the CA file that signed the shard's certificate` });
+      if ((s.sslcert === undefined) !== (s.sslkey === undefined))
+        ctx.addIssue({ code: 'custom', path: ['shards', i, s.sslcert === undefined ? 'sslcert' : 'sslkey'], message: 'sslcert and sslkey go together' });
       if (ids.has(s.id)) ctx.addIssue({ code: 'custom', path: ['shards', i, 'id'], message: `duplicate shard id "${s.id}"` });
       ids.add(s.id);
     });
