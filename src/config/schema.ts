@@ -55,6 +55,19 @@ const referenceTable = z.object({ reference: z.literal(true) }).strict();
 
 const table = z.union([shardedTable, referenceTable]);
 
+const auth = z
+  .object({
+    method: authMethod.default('scram-sha-256'),
+    /**
+     * Failed logins from one address beyond this many space its further attempts by login_delay_base_ms,
+     * doubling per failure up to login_delay_max_ms (0: no throttling); a successful login resets it.
+     */
+    login_delay_after_failures: z.number().int().min(0).default(3),
+    login_delay_base_ms: z.number().int().min(1).default(250),
+    login_delay_max_ms: z.number().int().min(0).default(10_000),
+  })
+  .strict();
+
 const pool = z
   .object({
     /** transaction: a backend is held for one transaction (or one statement outside one); session: for the client's life. */
@@ -101,7 +114,7 @@ export const configSchema = z
       .default({ host: '127.0.0.1', port: 6432 }),
     /** The database name clients connect to. Defaults to the first shard's database. */
     database: z.string().optional(),
-    auth: z.object({ method: authMethod.default('scram-sha-256') }).strict().default({ method: 'scram-sha-256' }),
+    auth: auth.default(auth.parse({})),
     users: z.array(user).min(1, 'at least one user is needed to let clients in'),
     shards: z.array(shard).min(1, 'at least one shard is needed'),
     ring: z.object({ vnodes: z.number().int().min(1).max(100_000).default(256) }).strict().default({ vnodes: 256 }),

@@ -11,6 +11,7 @@ import type { Config } from '../config/schema.js';
 import { clientDatabase } from '../config/load.js';
 import { ShardPool } from '../pool/pool.js';
 import { loadCredentials } from '../auth/credentials.js';
+import { LoginThrottle } from '../auth/login-throttle.js';
 import { runStartup, startupVars } from './startup.js';
 import { ClientSession, type SessionServices } from './session.js';
 import { PgError, SqlState, toPgError } from '../protocol/errors.js';
@@ -95,6 +96,8 @@ export class PgShardServer {
     const users = loadCredentials(cfg.users);
     const database = clientDatabase(cfg);
     const methodFor = (u: string) => cfg.users.find((x) => x.name === u)?.auth ?? cfg.auth.method;
+    const a = cfg.auth;
+    const throttle = new LoginThrottle({ freeFailures: a.login_delay_after_failures, baseDelayMs: a.login_delay_base_ms, maxDelayMs: a.login_delay_max_ms });
 
     this.server = net.createServer({ noDelay: true }, (socket) => {
       socket.on('error', () => socket.destroy());
@@ -107,7 +110,7 @@ export class PgShardServer {
       if (this.stopping) return refuse(new PgError(SqlState.AdminShutdown, 'the database system is shutting down', { severity: 'FATAL' }));
       if (this.sessions.size + this.console.size >= cfg.limits.max_client_connections)
         return refuse(new PgError(SqlState.TooManyConnections, 'sorry, too many clients already', { severity: 'FATAL', hint: 'Raise limits.max_client_connections.' }));
-      runStartup(socket, { tls: this.tlsContext, users, methodFor, database, consoleDatabase: this.console.database, timeoutMs: 60_000 })
+      runStartup(socket, { tls: this.tlsContext, users, methodFor, database, consoleDatabase: this.console.database, timeoutMs: 60_000, throttle })
         .then((r) => {
           if (r.kind === 'cancel') return this.cancel(r.pid, r.secret);
           if (r.kind !== 'session') return;
