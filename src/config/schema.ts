@@ -28,6 +28,12 @@ const shard = z
     password: z.string().optional(),
     /** Relative share of the keyspace: the shard gets vnodes × weight points on the ring. */
     weight: z.number().int().min(1).max(100).default(1),
+    /** TLS to the shard, as libpq's sslmode; verify-ca and verify-full need sslrootcert (PEM CA file). */
+    sslmode: z.enum(['disable', 'prefer', 'require', 'verify-ca', 'verify-full']).default('prefer'),
+    sslrootcert: z.string().optional(),
+    /** A client certificate and key (PEM) for shards that ask for one. */
+    sslcert: z.string().optional(),
+    sslkey: z.string().optional(),
   })
   .strict();
 
@@ -48,6 +54,19 @@ const shardedTable = z
 const referenceTable = z.object({ reference: z.literal(true) }).strict();
 
 const table = z.union([shardedTable, referenceTable]);
+
+const auth = z
+  .object({
+    method: authMethod.default('scram-sha-256'),
+    /**
+     * Failed logins from one address beyond this many space its further attempts by login_delay_base_ms,
+     * doubling per failure up to login_delay_max_ms (0: no throttling); a successful login resets it.
+     */
+    login_delay_after_failures: z.number().int().min(0).default(3),
+    login_delay_base_ms: z.number().int().min(1).default(250),
+    login_delay_max_ms: z.number().int().min(0).default(10_000),
+  })
+  .strict();
 
 const pool = z
   .object({
@@ -106,7 +125,7 @@ export const configSchema = z
       .default({ host: '127.0.0.1', port: 6432 }),
     /** The database name clients connect to. Defaults to the first shard's database. */
     database: z.string().optional(),
-    auth: z.object({ method: authMethod.default('scram-sha-256') }).strict().default({ method: 'scram-sha-256' }),
+    auth: auth.default(auth.parse({})),
     users: z.array(user).min(1, 'at least one user is needed to let clients in'),
     shards: z.array(shard).min(1, 'at least one shard is needed'),
     ring: z.object({ vnodes: z.number().int().min(1).max(100_000).default(256) }).strict().default({ vnodes: 256 }),
@@ -135,6 +154,11 @@ export const configSchema = z
     /** Where the shard list, the ring's version and the rebalance state are kept (default: under .pgshard/). */
     topology: z.object({ file: z.string().min(1).optional() }).strict().optional(),
     rebalance: rebalance.default(rebalance.parse({})),
+    /** The SQL admin console (SHOW SHARDS, …): the database name that reaches it, and who may (default: every user). */
+    console: z
+      .object({ enabled: z.boolean().default(true), database: z.string().min(1).default('pgshard'), users: z.array(z.string().min(1)).optional() })
+      .strict()
+      .default({ enabled: true, database: 'pgshard' }),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -146,8 +170,17 @@ export const configSchema = z
     }
     const ids = new Set<string>();
     c.shards.forEach((s, i) => {
+      if ((s.sslmode === 'verify-ca' || s.sslmode === 'verify-full') && !s.sslrootcert)
+        ctx.addIssue({ code: 'custom', path: ['shards', i, 'sslrootcert'], message: `sslmode ${s.sslmode} needs sslrootcert: the CA file that signed the shard's certificate` });
+      if ((s.sslcert === undefined) !== (s.sslkey === undefined))
+        ctx.addIssue({ code: 'custom', path: ['shards', i, s.sslcert === undefined ? 'sslcert' : 'sslkey'], message: 'sslcert and sslkey go together' });
       if (ids.has(s.id)) ctx.addIssue({ code: 'custom', path: ['shards', i, 'id'], message: `duplicate shard id "${s.id}"` });
       ids.add(s.id);
+    });
+    if (c.console.enabled && c.console.database === (c.database ?? c.shards[0]?.database))
+      ctx.addIssue({ code: 'custom', path: ['console', 'database'], message: `"${c.console.database}" is also the application database: give the console another name` });
+    c.console.users?.forEach((name, i) => {
+      if (!c.users.some((u) => u.name === name)) ctx.addIssue({ code: 'custom', path: ['console', 'users', i], message: `"${name}" is not one of the users` });
     });
     const names = new Set<string>();
     c.users.forEach((u, i) => {

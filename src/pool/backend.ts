@@ -14,6 +14,7 @@ import { decodeErrorFields, readCString } from '../protocol/messages.js';
 import { PgError, SqlState } from '../protocol/errors.js';
 import { ScramClientSession } from '../auth/scram.js';
 import { md5Response } from '../auth/md5.js';
+import { openShardSocket } from './shard-socket.js';
 import type { ShardConfig } from '../config/schema.js';
 
 export interface BackendListener {
@@ -57,8 +58,11 @@ export class BackendConnection implements FrameSink {
   }
 
   /** Opens the connection; resolves once the server sent ReadyForQuery after authentication. */
-  connect(timeoutMs: number, applicationName = 'pgshard'): Promise<void> {
+  async connect(timeoutMs: number, applicationName = 'pgshard'): Promise<void> {
     const s = this.shard;
+    const t0 = Date.now();
+    const socket = await openShardSocket(s, timeoutMs); // TCP, and TLS as the shard's sslmode says
+    const left = Math.max(1, timeoutMs - (Date.now() - t0));
     return new Promise<void>((resolve, reject) => {
       let settled = false;
       const fail = (e: PgError) => {
@@ -70,12 +74,9 @@ export class BackendConnection implements FrameSink {
       };
       const timer = setTimeout(
         () => fail(new PgError(SqlState.ConnectionFailure, `could not connect to shard "${s.id}" at ${s.host}:${s.port}: timed out after ${timeoutMs} ms`)),
-        timeoutMs,
+        left,
       );
-      const socket = net.connect({ host: s.host, port: s.port });
       this.socket = socket;
-      socket.setNoDelay(true);
-      socket.setKeepAlive(true, 30_000);
       let scram: ScramClientSession | null = null;
       const startup: FrameSink = {
         message: (type, buf, start, end) => {
@@ -147,9 +148,6 @@ export class BackendConnection implements FrameSink {
           fail(new PgError(SqlState.ProtocolViolation, `shard "${s.id}" sent a malformed message: ${(e as Error).message}`));
         }
       });
-      socket.on('connect', () => {
-        socket.write(serialize.startup({ user: s.user, database: s.database, application_name: applicationName }));
-      });
       socket.on('error', (e) => {
         if (!settled) fail(new PgError(SqlState.ConnectionFailure, `could not connect to shard "${s.id}" at ${s.host}:${s.port}: ${e.message}`));
         else this.handleClose(e);
@@ -158,6 +156,8 @@ export class BackendConnection implements FrameSink {
         if (!settled) fail(new PgError(SqlState.ConnectionFailure, `shard "${s.id}" closed the connection during startup`));
         else this.handleClose(null);
       });
+      socket.write(serialize.startup({ user: s.user, database: s.database, application_name: applicationName }));
+      socket.resume();
     });
   }
 

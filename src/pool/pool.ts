@@ -34,6 +34,9 @@ export class ShardPool {
   private closedBytes = { received: 0, sent: 0 };
   /** The last connection failure, for health reporting; cleared by the next success. */
   lastError: string | null = null;
+  /** Connections handed out, and checkouts that timed out waiting (SHOW POOLS). */
+  checkouts = 0;
+  checkoutTimeouts = 0;
 
   constructor(readonly shard: ShardConfig, private readonly cfg: PoolConfig, private readonly log: Logger) {
     this.sweeper = setInterval(() => this.sweep(), Math.max(1000, Math.min(cfg.idle_timeout_ms, 30_000)));
@@ -45,7 +48,10 @@ export class ShardPool {
   tryAcquire(): BackendConnection | null {
     while (this.idle.length > 0) {
       const c = this.idle.pop()!;
-      if (c.isOpen) return c;
+      if (c.isOpen) {
+        this.checkouts++;
+        return c;
+      }
       this.forget(c);
     }
     return null;
@@ -55,7 +61,10 @@ export class ShardPool {
   acquire(): Promise<BackendConnection> {
     while (this.idle.length > 0) {
       const c = this.idle.pop()!;
-      if (c.isOpen) return Promise.resolve(c);
+      if (c.isOpen) {
+        this.checkouts++;
+        return Promise.resolve(c);
+      }
       this.forget(c);
     }
     if (this.closing) return Promise.reject(new PgError(SqlState.AdminShutdown, 'pgshard is shutting down'));
@@ -66,6 +75,7 @@ export class ShardPool {
         timer: setTimeout(() => {
           const i = this.waiters.indexOf(w);
           if (i >= 0) this.waiters.splice(i, 1);
+          this.checkoutTimeouts++;
           reject(
             new PgError(SqlState.TooManyConnections, `timed out after ${this.cfg.checkout_timeout_ms} ms waiting for a connection to shard "${this.shard.id}"`, {
               hint: `All ${this.cfg.size} connections of the pool are busy. Raise pool.size (and the shard's max_connections) or pool.checkout_timeout_ms, or shorten transactions.`,
@@ -89,6 +99,7 @@ export class ShardPool {
     const w = this.waiters.shift();
     if (w) {
       clearTimeout(w.timer);
+      this.checkouts++;
       w.resolve(c);
       return;
     }

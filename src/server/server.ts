@@ -13,6 +13,7 @@ import { CutoverGate } from '../rebalance/gate.js';
 import { clientDatabase } from '../config/load.js';
 import { ShardPool } from '../pool/pool.js';
 import { loadCredentials } from '../auth/credentials.js';
+import { LoginThrottle } from '../auth/login-throttle.js';
 import { runStartup, startupVars } from './startup.js';
 import { ClientSession, type SessionServices } from './session.js';
 import { PgError, SqlState, toPgError } from '../protocol/errors.js';
@@ -26,6 +27,8 @@ import { literalShape } from '../sql/literal-shape.js';
 import type { Analysis } from '../sql/types.js';
 import type { BindParams } from '../routing/keys.js';
 import { noopObserver, type ProxyObserver } from '../admin/observer.js';
+import { AdminConsole } from '../admin/console.js';
+import { idleRebalance, type RebalanceStatusProvider } from '../admin/rebalance-status.js';
 import { TxLog } from '../execute/txlog.js';
 import { IdGenerator } from '../routing/ids.js';
 import { TransactionCoordinator } from '../execute/two-phase.js';
@@ -50,8 +53,13 @@ export class PgShardServer {
   private stopping = false;
   /** Told about requests, errors, transactions, checkouts and client sockets (the metrics). Set before start(). */
   observer: ProxyObserver = noopObserver;
+  /** What SHOW REBALANCE reports; the rebalance engine replaces it. */
+  rebalance: RebalanceStatusProvider = idleRebalance;
+  private readonly console: AdminConsole;
 
-  constructor(readonly config: Config, readonly log: Logger) {}
+  constructor(readonly config: Config, readonly log: Logger) {
+    this.console = new AdminConsole(this, () => this.nextClientId++, log.child({ component: 'console' }));
+  }
 
   /** Loads the parser and hash WASM modules, builds pools and the ring, and listens. Resolves with the port. */
   async start(): Promise<number> {
@@ -100,6 +108,8 @@ export class PgShardServer {
     const users = loadCredentials(cfg.users);
     const database = clientDatabase(cfg);
     const methodFor = (u: string) => cfg.users.find((x) => x.name === u)?.auth ?? cfg.auth.method;
+    const a = cfg.auth;
+    const throttle = new LoginThrottle({ freeFailures: a.login_delay_after_failures, baseDelayMs: a.login_delay_base_ms, maxDelayMs: a.login_delay_max_ms });
 
     this.server = net.createServer({ noDelay: true }, (socket) => {
       socket.on('error', () => socket.destroy());
@@ -110,12 +120,13 @@ export class PgShardServer {
         socket.end(e.toMessage(), () => socket.destroy());
       };
       if (this.stopping) return refuse(new PgError(SqlState.AdminShutdown, 'the database system is shutting down', { severity: 'FATAL' }));
-      if (this.sessions.size >= cfg.limits.max_client_connections)
+      if (this.sessions.size + this.console.size >= cfg.limits.max_client_connections)
         return refuse(new PgError(SqlState.TooManyConnections, 'sorry, too many clients already', { severity: 'FATAL', hint: 'Raise limits.max_client_connections.' }));
-      runStartup(socket, { tls: this.tlsContext, users, methodFor, database, consoleDatabase: null, timeoutMs: 60_000 })
+      runStartup(socket, { tls: this.tlsContext, users, methodFor, database, consoleDatabase: this.console.database, timeoutMs: 60_000, throttle })
         .then((r) => {
           if (r.kind === 'cancel') return this.cancel(r.pid, r.secret);
           if (r.kind !== 'session') return;
+          if (r.database === this.console.database && r.database !== database) return this.console.accept(r);
           this.openSession(r.socket, r.user, r.database, r.params, r.leftover);
         })
         .catch((e) => {
@@ -139,7 +150,7 @@ export class PgShardServer {
     do pid = randomInt(1, 0x7fffffff);
     while (this.sessions.has(pid));
     const key = { pid, secret: randomInt(0, 0x7fffffff) };
-    const info = { id, user, database, applicationName: params.get('application_name') ?? '', remote: `${socket.remoteAddress}:${socket.remotePort}` };
+    const info = { id, user, database, applicationName: params.get('application_name') ?? '', remote: `${socket.remoteAddress}:${socket.remotePort}`, connectedAt: Date.now() };
     const log = this.log.child({ client: id });
     const session = new ClientSession(socket, info, key, this.services, log, startupVars(params));
     this.sessions.set(pid, session);
@@ -277,6 +288,7 @@ export class PgShardServer {
     while (Date.now() < deadline && [...this.sessions.values()].some((s) => !s.isIdle)) await new Promise((r) => setTimeout(r, 50));
     const bye = new PgError(SqlState.AdminShutdown, 'terminating connection due to administrator command', { severity: 'FATAL' });
     for (const s of this.sessions.values()) s.close(bye);
+    this.console.closeAll(bye);
     await Promise.race([closed, new Promise((r) => setTimeout(r, 2000).unref())]);
     this.coordinator?.close();
     this.notifications?.close();

@@ -71,6 +71,8 @@ export interface ClientInfo {
   database: string;
   applicationName: string;
   remote: string;
+  /** Date.now() when the connection was accepted (SHOW CLIENTS). */
+  connectedAt?: number;
 }
 
 /** What a message sent to the backend will be answered with, and what to do with the answer. */
@@ -2146,6 +2148,16 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
    */
   get quietForCutover(): boolean {
     return (this.gateHeld || !this.busy) && !this.backend && this.parked.size === 0;
+  }
+
+  /** What the admin console's SHOW CLIENTS says of this session: its state and the shards it holds now. */
+  get consoleState(): { state: 'idle' | 'active' | 'idle in transaction' | 'idle in transaction (aborted)'; shards: string[] } {
+    const shards = new Set(this.parked.keys());
+    if (this.backendPool) shards.add(this.backendPool.shard.id);
+    const working = this.busy || this.syncPoints > 0 || this.extendedOpen || this.copyIn || this.scatter !== null || this.queue.length > 0;
+    const tx = this.currentStatus();
+    const state = working ? 'active' : tx === 'T' ? 'idle in transaction' : tx === 'E' ? 'idle in transaction (aborted)' : 'idle';
+    return { state, shards: [...shards].sort() };
   }
 
   /** For graceful shutdown: true when no transaction or request is open. */

@@ -14,6 +14,7 @@ import type { AuthMethod } from '../config/schema.js';
 import type { UserCredentials } from '../auth/credentials.js';
 import { ScramServerSession, parseSASLInitialResponse } from '../auth/scram.js';
 import { md5Check } from '../auth/md5.js';
+import { LoginThrottle } from '../auth/login-throttle.js';
 
 export interface StartupOptions {
   tls: tls.SecureContext | null;
@@ -23,6 +24,8 @@ export interface StartupOptions {
   /** The admin console database, accepted besides `database`. */
   consoleDatabase: string | null;
   timeoutMs: number;
+  /** Spaces login attempts from addresses with failed logins. */
+  throttle?: LoginThrottle;
 }
 
 export type StartupResult =
@@ -197,6 +200,8 @@ async function startup(reader: PacketReader, opts: StartupOptions): Promise<Star
       return fatal(reader.socket, SqlState.FeatureNotSupported, 'replication connections are not supported through pgshard', {
         hint: 'Connect replication clients to the shards directly.',
       });
+    const wait = opts.throttle?.admit(LoginThrottle.key(reader.socket.remoteAddress)) ?? 0;
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait)); // a timer: other clients go on meanwhile
     const ok = await authenticate(reader, opts, user);
     if (!ok) return { kind: 'closed' };
     if (database !== opts.database && database !== opts.consoleDatabase)
@@ -212,7 +217,9 @@ async function authenticate(reader: PacketReader, opts: StartupOptions, user: st
   const creds = opts.users.get(user);
   const method = opts.methodFor(user);
   const s = reader.socket;
+  const address = LoginThrottle.key(s.remoteAddress);
   const failed = () => {
+    opts.throttle?.failed(address);
     fatal(s, SqlState.InvalidPassword, `password authentication failed for user "${user}"`);
     return false;
   };
@@ -231,6 +238,7 @@ async function authenticate(reader: PacketReader, opts: StartupOptions, user: st
     if (!m) return false;
     if (m.type !== Frontend.Password) throw new PgError(SqlState.ProtocolViolation, `expected password response, got message type ${m.type}`);
     if (!creds || !md5Check(creds, salt, m.body)) return failed();
+    opts.throttle?.succeeded(address);
     s.write(M.authenticationOk);
     return true;
   }
@@ -260,6 +268,7 @@ async function authenticate(reader: PacketReader, opts: StartupOptions, user: st
     fatal(s, r2.sqlstate, r2.message);
     return false;
   }
+  opts.throttle?.succeeded(address);
   s.write(Buffer.concat([M.authenticationSASLFinal(r2.serverFinal), M.authenticationOk]));
   return true;
 }

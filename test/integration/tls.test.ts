@@ -1,19 +1,16 @@
-// TLS at the front door, with a throwaway self-signed certificate.
+// TLS at the front door, with a test CA and a server certificate for "localhost" generated here.
 import t from 'tap';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import { withShards } from '../helpers/shards.js';
 import { pgClient, startProxy } from '../helpers/proxy.js';
 import { psql } from '../helpers/tools.js';
 import { RawClient, fe } from '../helpers/raw-client.js';
+import { certDir, makeCA, makeServerCert } from '../helpers/certs.js';
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'pgshard-tls-'));
-t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-const cert = path.join(dir, 'cert.pem');
-const key = path.join(dir, 'key.pem');
-execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', key, '-out', cert], { stdio: 'pipe' });
+const dir = certDir(t);
+const ca = makeCA(dir, 'test-ca');
+const otherCa = makeCA(dir, 'other-ca');
+const { cert, key } = makeServerCert(dir, ca, 'pgshard', ['DNS:localhost']);
 
 const shards = await withShards(t, 1);
 const proxy = await startProxy(t, shards.clusters, { tls: { cert, key } });
@@ -25,6 +22,28 @@ t.test('psql sslmode=require', async (t) => {
   const info = await psql(proxy.port, '\\conninfo', { env: { PGSSLMODE: 'require' } });
   t.equal(info.code, 0, info.stderr);
   t.match(info.stdout, /SSL connection \(protocol: TLSv1\.[23]/, 'psql reports an SSL connection');
+});
+
+t.test('psql sslmode=verify-full against the test CA', async (t) => {
+  const env = { PGSSLMODE: 'verify-full', PGSSLROOTCERT: ca.cert };
+  const r = await psql(proxy.port, 'select 1', { host: 'localhost', tuplesOnly: true, env });
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, '1\n', 'the certificate chains to the CA and names the host');
+  const info = await psql(proxy.port, '\\conninfo', { host: 'localhost', env });
+  t.match(info.stdout, /SSL connection \(protocol: TLSv1\.[23]/);
+
+  const wrongHost = await psql(proxy.port, 'select 1', { host: '127.0.0.1', env });
+  t.not(wrongHost.code, 0, 'a host name the certificate does not name is refused');
+  t.match(wrongHost.stderr, /server certificate for "localhost"( \(and \d+ other names?\))? does not match host name "127\.0\.0\.1"/);
+
+  const wrongCa = await psql(proxy.port, 'select 1', { host: 'localhost', env: { PGSSLMODE: 'verify-ca', PGSSLROOTCERT: otherCa.cert } });
+  t.not(wrongCa.code, 0, 'a certificate from another CA is refused');
+  t.match(wrongCa.stderr, /certificate verify failed/);
+});
+
+t.test('node-postgres verifying the certificate', async (t) => {
+  const c = await pgClient(proxy.port, { t, host: 'localhost', ssl: { ca: readFileSync(ca.cert, 'utf8'), servername: 'localhost' } });
+  t.same((await c.query('select 1 as one')).rows, [{ one: 1 }]);
 });
 
 t.test('node-postgres with ssl', async (t) => {
