@@ -81,6 +81,7 @@ export class AdminConsole {
         severity: 'FATAL',
         hint: 'Connect as a user listed under console.users in the configuration, or add this user there.',
       });
+      socket.resume(); // paused since the startup phase ended (startup.ts detach)
       socket.end(e.toMessage(), () => socket.destroy());
       return;
     }
@@ -100,6 +101,7 @@ export class AdminConsole {
     };
     log.info({ user, application_name: info.applicationName }, 'console client connected');
     session.start(login.params, login.leftover);
+    socket.resume(); // paused since the startup phase ended (startup.ts detach)
   }
 
   /** Closes every console session (server shutdown). */
