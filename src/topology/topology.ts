@@ -27,7 +27,13 @@ export class Topology {
   static open(cfg: Config, instance: string): Topology {
     const store = new FileTopologyStore(topologyFile(cfg, instance));
     const loaded = store.load();
-    if (loaded) return new Topology(store, loaded);
+    if (loaded) {
+      // The store decides which shards exist and their weights (the ring); how to reach a shard the
+      // configuration lists (address, credentials, TLS) stays the configuration's, so editing it still works.
+      const fresh = withConnectionsFrom(loaded, cfg.shards);
+      if (fresh !== loaded) store.save(fresh);
+      return new Topology(store, fresh);
+    }
     const seed: TopologyState = { version: 1, vnodes: cfg.ring.vnodes, shards: cfg.shards.map((s) => ({ ...s })), rebalance: null };
     store.save(seed);
     return new Topology(store, seed);
@@ -73,6 +79,20 @@ export class Topology {
     if (next.shards !== prev.shards) this.ringValue = ringOf(next);
     for (const fn of this.listeners) fn(next, this.ringValue, prev);
   }
+}
+
+/** The state with the configuration's connection settings for the shards both list (same object when none differ). */
+export function withConnectionsFrom(state: TopologyState, configured: readonly ShardConfig[]): TopologyState {
+  let changed = false;
+  const shards = state.shards.map((s) => {
+    const c = configured.find((x) => x.id === s.id);
+    if (!c) return s;
+    const merged = { ...c, weight: s.weight };
+    if (JSON.stringify(merged) === JSON.stringify(s)) return s;
+    changed = true;
+    return merged;
+  });
+  return changed ? { ...state, shards } : state;
 }
 
 export function ringOf(state: Pick<TopologyState, 'shards' | 'vnodes'>): HashRing {

@@ -64,3 +64,21 @@ t.test('the default file depends on the instance and the seed shards', async (t)
   t.not(topologyFile(base, 'i1'), topologyFile(base, 'i2'));
   t.equal(topologyFile(base, 'i1'), topologyFile(validateConfig({ users: [{ name: 'app', password: 'app' }], shards: [shard('a', 5001)] }), 'i1'));
 });
+
+t.test("the configuration still says how to reach the shards it lists (the store keeps membership and weights)", async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgshard-topo-'));
+  const file = path.join(dir, 'topology.json');
+  const first = Topology.open(config(file), 'x');
+  first.setShards([...first.shards, { ...shard('c', 5003), weight: 3 }], null);
+  // The operator moves shard b and changes its password and TLS mode in the configuration.
+  const edited = [shard('a', 5001), { ...shard('b', 6002), password: 'new', sslmode: 'disable' as const }];
+  const again = Topology.open(config(file, edited), 'x');
+  const b = again.shards.find((s) => s.id === 'b')!;
+  t.equal(b.port, 6002, 'new address');
+  t.equal(b.password, 'new', 'new password');
+  t.equal(b.sslmode, 'disable', 'new TLS mode');
+  t.same(again.ring.shardIds, ['a', 'b', 'c'], 'membership from the store: c (added through the API) stays');
+  t.equal(again.shards.find((s) => s.id === 'c')!.weight, 3);
+  t.equal(again.ring.points().length, first.ring.points().length, 'same ring');
+  t.same(JSON.parse(readFileSync(file, 'utf8')).shards.find((s: { id: string }) => s.id === 'b').port, 6002, 'persisted');
+});
