@@ -72,29 +72,17 @@ t.test('statement positions are UTF-8 byte offsets', async (t) => {
   t.same(set, { type: 'set', name: 'application_name', local: false, sql: "SET application_name = 'ü'" });
 });
 
-t.test('speed: tens of µs cold, well under a µs cached', async (t) => {
+// How fast analysis is belongs to bench/ (timed tests fail on a loaded machine); what is tested here is that
+// a text is parsed once and then served from the bounded cache.
+t.test('a statement text is analysed once, then served from the cache', async (t) => {
   const sql = 'SELECT abalance FROM pgbench_accounts WHERE aid = $1';
-  const cold = (): number => {
-    const a = new StatementAnalyzer(tables, 'reference');
-    const n = 2000;
-    const start = process.hrtime.bigint();
-    for (let i = 0; i < n; i++) a.analyze(sql + ' '.repeat(i % 50) + (i >= 50 ? `/*${i}*/` : ''));
-    return Number(process.hrtime.bigint() - start) / n / 1000;
-  };
-  const cached = (): number => {
-    const a = new StatementAnalyzer(tables, 'reference');
-    a.analyze(sql);
-    const n = 200_000;
-    const start = process.hrtime.bigint();
-    for (let i = 0; i < n; i++) a.analyze(sql);
-    return Number(process.hrtime.bigint() - start) / n / 1000;
-  };
-  cold();
-  cached();
-  const coldUs = Math.min(cold(), cold(), cold());
-  const cachedUs = Math.min(cached(), cached(), cached());
-  t.comment(`pgbench select: ${coldUs.toFixed(1)} µs cold, ${cachedUs.toFixed(3)} µs cached`);
-  // Generous bounds: a shared CI box is noisy; the comment above shows the real figures.
-  t.ok(coldUs < 250, `cold analysis ${coldUs.toFixed(1)} µs`);
-  t.ok(cachedUs < 2, `cached analysis ${cachedUs.toFixed(3)} µs`);
+  const a = new StatementAnalyzer(tables, 'reference', 2);
+  const first = a.analyze(sql);
+  t.equal(a.analyze(sql), first, 'the same analysis object for the same text');
+  t.same(a.stats, { hits: 1, misses: 1 });
+  t.not(a.analyze(sql + ' '), first, 'another text (even one space) is analysed on its own');
+  a.analyze('SELECT 1');
+  a.analyze('SELECT 2');
+  t.not(a.analyze(sql), first, 'the cache is bounded: the oldest entry was evicted');
+  t.same(a.stats, { hits: 1, misses: 5 });
 });
