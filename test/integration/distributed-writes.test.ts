@@ -1,7 +1,7 @@
 // Writes that reach several shards: applied on all of them atomically or on none, answered as one
 // Postgres would answer, with no prepared transaction left behind.
 import t from 'tap';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { errorOf, pgClient, sleep, startProxy } from '../helpers/proxy.js';
@@ -254,6 +254,9 @@ t.test('a shard that goes away between PREPARE and COMMIT PREPARED: COMMIT, then
   t.same(await s.direct('s1', `select gid from pg_prepared_xacts where gid like 'pgshard_relay1_%'`).then((r) => r.length), 1, 's1 still holds it prepared');
   t.same(await holdersOf(b), [], 'not yet visible on s1');
   t.equal(p.server.coordinator.inDoubt, 1, 'one transaction in doubt');
+  const records = async () => (await readFile(path.join(dir, 'txlog.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { gid?: string; shards?: string[]; done?: string });
+  const [gid] = (await s.direct<{ gid: string }>('s1', `select gid from pg_prepared_xacts where gid like 'pgshard_relay1_%'`)).map((r) => r.gid);
+  t.same((await records()).filter((r) => r.gid === gid || r.done === gid), [{ gid, shards: ['s0', 's1'] }], `the decision for ${gid} is in the transaction log, not yet done`);
   await sleep(2500);
   t.ok(relay.resets >= 2, `the coordinator keeps retrying while s1 is unreachable (${relay.resets} resets)`);
   relay.allow();
@@ -263,6 +266,7 @@ t.test('a shard that goes away between PREPARE and COMMIT PREPARED: COMMIT, then
   t.same(await holdersOf(a), ['s0']);
   t.equal(await preparedLeft(), 0, 'no prepared transaction left');
   t.equal(p.server.coordinator.inDoubt, 0, 'nothing in doubt');
+  t.same((await records()).filter((r) => r.done === gid).length, 1, 'and a done record follows once every shard committed');
   t.same((await c.query(`select name from users where id = ${b}`)).rows, [{ name: 'in doubt b' }], 'read back through pgshard');
 });
 
