@@ -70,8 +70,7 @@ export class ShardedCopy {
     if (opts.format === 'binary') {
       this.early = [];
       void this.lookUpKeyType(opts).then(() => this.start(statement));
-    }
-    else this.start(statement);
+    } else this.start(statement);
   }
 
   /**
@@ -104,7 +103,7 @@ export class ShardedCopy {
   private start(statement: string): void {
     for (const leg of this.legs) {
       if (!leg.p.be.isOpen) {
-        this.fail(toPgError(new Error(`the connection to shard "${leg.p.pool.shard.id}" was lost`)).toMessage());
+        this.fail(new PgError(SqlState.ConnectionFailure, `lost the connection to shard "${leg.p.pool.shard.id}"`).toMessage());
         leg.ready = true;
         leg.finished = true;
         continue;

@@ -1940,7 +1940,7 @@ export class ClientSession implements BackendListener {
       if (g.failed) break;
     }
     if (!g.failed && g.verb !== null && /^(CREATE|ALTER|DROP) TABLE/.test(g.verb)) this.ddlSent = true;
-    this.finishGathered(g, implicit, () => M.commandComplete(tag()));
+    await this.finishGathered(g, implicit, () => M.commandComplete(tag()));
   }
 
   /**
@@ -1952,8 +1952,8 @@ export class ClientSession implements BackendListener {
   private async finishGathered(g: Gather, implicit: boolean, complete: () => Buffer): Promise<void> {
     const rows = g.order && !g.failed ? g.order.ordered() : [];
     const orderError = rows instanceof PgError ? rows : null;
-    if (orderError) this.svc.observer.error(orderError.code);
     if (implicit) {
+      if (orderError) this.svc.observer.error(orderError.code);
       await this.endDistributed(!g.failed && !orderError, (_t, err) => {
         if (g.failed) this.replyLocal([], 'I');
         else if (orderError) this.replyLocal([orderError.toMessage()], 'I');
