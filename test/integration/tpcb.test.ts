@@ -86,6 +86,11 @@ async function invariantHolds(t: Test, reference: boolean, what: string): Promis
   t.equal(s.branches, s.history, `${what}: sum(bbalance) = sum(delta)`);
 }
 
+async function historyRows(): Promise<bigint> {
+  const n = await Promise.all(clusters.map(async (c) => BigInt((await c.query<{ n: string }>('select count(*) as n from pgbench_history', 'app'))[0]!.n)));
+  return n.reduce((a, b) => a + b, 0n);
+}
+
 async function preparedLeft(): Promise<number> {
   const n = await Promise.all(clusters.map(async (c) => Number((await c.query<{ n: string }>('select count(*) as n from pg_prepared_xacts', 'app'))[0]!.n)));
   return n.reduce((a, b) => a + b, 0);
@@ -186,8 +191,12 @@ t.test('pgshard SIGKILLed three times during TPC-B: after restart and recovery, 
   const before = await sums(t, false);
   let committed = 0;
   for (let kill = 1; kill <= 3; kill++) {
-    const run = pgbench(port, ['-n', '-M', kill === 2 ? 'prepared' : 'simple', '-c', String(CLIENTS), '-j', '2', '-T', '30'], { timeoutMs: 60_000 });
-    await sleep(1500 + 500 * kill);
+    const start = await historyRows();
+    const run = pgbench(port, ['-n', '-M', kill === 2 ? 'prepared' : 'simple', '-c', String(CLIENTS), '-j', '2', '-T', '60'], { timeoutMs: 90_000 });
+    // Kill in the middle of the run, whatever the machine's load: once transactions are committing.
+    const until = Date.now() + 45_000;
+    while ((await historyRows()) < start + 30n * BigInt(kill) && Date.now() < until) await sleep(100);
+    await sleep(50 * kill);
     child.proc.kill('SIGKILL');
     await child.exited;
     const r = await run;
