@@ -249,7 +249,8 @@ t.test('a shard that does not keep up holds the client back: pgshard stops readi
     sent += msg.length;
     c.socket.write(msg);
   }
-  // Without backpressure pgshard would read all of it at once and hold what s1 does not take.
+  // Without backpressure pgshard would read all of it at once and hold what s1 does not take. (Enough data
+  // that s1's third exceeds what the kernel's socket buffers between pgshard and the relay absorb.)
   await sleep(3000);
   const held = c.socket.writableLength;
   t.ok(held > 10 * MB, `pgshard stopped reading: ${(held / MB).toFixed(1)} of ${(sent / MB).toFixed(1)} MB still wait in the client`);
