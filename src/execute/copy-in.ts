@@ -29,6 +29,8 @@ interface Leg {
 }
 
 const FLUSH_BYTES = 64 * 1024;
+/** A shard's connection holding more unsent COPY data than this stops pgshard reading the client. */
+const HIGH_WATER = 1024 * 1024;
 
 export interface CopyOutcome {
   rows: bigint;
@@ -50,6 +52,8 @@ export class ShardedCopy {
   private started = false; // the client was sent CopyInResponse
   private clientDone = false;
   private headerSent = false;
+  /** The client's socket is paused until a shard's connection drains. */
+  private clientPaused = false;
 
   constructor(
     private readonly client: Socket,
@@ -66,8 +70,7 @@ export class ShardedCopy {
     if (opts.format === 'binary') {
       this.early = [];
       void this.lookUpKeyType(opts).then(() => this.start(statement));
-    }
-    else this.start(statement);
+    } else this.start(statement);
   }
 
   /**
@@ -100,7 +103,7 @@ export class ShardedCopy {
   private start(statement: string): void {
     for (const leg of this.legs) {
       if (!leg.p.be.isOpen) {
-        this.fail(toPgError(new Error(`the connection to shard "${leg.p.pool.shard.id}" was lost`)).toMessage());
+        this.fail(new PgError(SqlState.ConnectionFailure, `lost the connection to shard "${leg.p.pool.shard.id}"`).toMessage());
         leg.ready = true;
         leg.finished = true;
         continue;
@@ -192,6 +195,7 @@ export class ShardedCopy {
       } catch (e) {
         this.fail(toPgError(e).toMessage());
       }
+      this.throttle();
       return true;
     }
     if (m.type === Frontend.CopyDone && !this.error) {
@@ -259,8 +263,30 @@ export class ShardedCopy {
     leg.p.be.write(b);
   }
 
+  /**
+   * Memory stays bounded: while a shard takes the rows slower than the client sends them, the client's
+   * socket is not read (TCP flow control then holds the client back).
+   */
+  private throttle(): void {
+    if (this.clientPaused) return;
+    const full = this.legs.find((l) => !l.finished && l.p.be.writableLength > HIGH_WATER);
+    if (!full) return;
+    this.clientPaused = true;
+    this.client.pause();
+    full.p.be.onceDrained(() => {
+      if (!this.clientPaused) return;
+      this.clientPaused = false;
+      this.client.resume();
+      this.throttle();
+    });
+  }
+
   private check(): void {
     if (!this.clientDone || !this.legs.every((l) => l.finished)) return;
+    if (this.clientPaused) {
+      this.clientPaused = false;
+      this.client.resume();
+    }
     for (const l of this.legs) l.p.be.listener = null;
     this.resolve({ rows: this.legs.reduce((a, l) => a + l.rows, 0n), error: this.error });
   }

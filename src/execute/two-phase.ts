@@ -187,7 +187,9 @@ export class TransactionCoordinator {
       }
       for (const [gid] of rows) {
         if (!gid || this.inFlight.has(gid)) continue;
-        const commit = decided.has(gid);
+        // The log as it is now, not as it was when this pass began: a transaction that was decided (and
+        // left this process's in-flight set) since then must be committed, never presumed aborted.
+        const commit = this.log.isDecided(gid);
         try {
           await queryShard(pool, `${commit ? 'COMMIT' : 'ROLLBACK'} PREPARED '${gid}'`);
           this.logger.info({ shard, gid, action: commit ? 'commit' : 'rollback' }, 'recovered prepared transaction');

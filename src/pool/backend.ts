@@ -227,6 +227,27 @@ export class BackendConnection implements FrameSink {
     this.socket?.pause();
   }
 
+  /** Bytes written and not yet taken by the kernel: how far a stream pgshard forwards is ahead of the shard. */
+  get writableLength(): number {
+    return this.socket?.writableLength ?? 0;
+  }
+
+  /** Calls `fn` once, when the write buffer has drained or the connection is gone. */
+  onceDrained(fn: () => void): void {
+    const s = this.socket;
+    if (!s || s.destroyed || s.writableLength === 0) return fn();
+    let called = false;
+    const once = () => {
+      if (called) return;
+      called = true;
+      s.off('drain', once);
+      s.off('close', once);
+      fn();
+    };
+    s.on('drain', once);
+    s.on('close', once);
+  }
+
   resume(): void {
     this.socket?.resume();
   }

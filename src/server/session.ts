@@ -25,6 +25,7 @@ import type { CutoverGate } from '../rebalance/gate.js';
 import { quoteIdent, stateSyncSql } from '../pool/state-sync.js';
 import { ScatterQuery } from '../execute/scatter.js';
 import { splitInsert } from '../sql/split-insert.js';
+import { ReturningOrder } from '../execute/returning-order.js';
 import { rewriteWithGeneratedKey } from '../sql/generate-key.js';
 import { ShardedCopy } from '../execute/copy-in.js';
 import { copyOptionsFromAst, type CopyOptions } from '../execute/copy-split.js';
@@ -116,6 +117,8 @@ interface Gather {
   same: boolean;
   /** Extended protocol: which of the first shard's ParseComplete/BindComplete/descriptions the client asked for. */
   firstOnly?: { parse: boolean; describe: boolean; done: boolean };
+  /** A split INSERT: its RETURNING rows are held and given in VALUES order at the end. */
+  order?: ReturningOrder;
 }
 
 interface FrontendMessage {
@@ -474,7 +477,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
         return this.refuse(toPgError(e));
       }
       const request = startRequest([...parts.keys()], 'multi', statementTypeOf(one?.tag));
-      return this.runBroadcast([...parts].map(([shard, t]) => ({ shard, text: t })), true, false).finally(() => this.finishTimed(request, text));
+      return this.runBroadcast([...parts].map(([shard, t]) => ({ shard, text: t })), true, false, new ReturningOrder(target.rowShards)).finally(() => this.finishTimed(request, text));
     }
     const shard = target.kind === 'shard' ? target.shard : this.defaultShard();
     const ready = this.useShard(shard);
@@ -1513,6 +1516,11 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
     }
     switch (type) {
       case Backend.DataRow:
+        if (g.order) {
+          g.order.add(this.backendPool!.shard.id, Buffer.from(buf.subarray(start, end)));
+          this.drop();
+          return true;
+        }
         // RETURNING of a reference table write: every shard returns the same rows; one copy is the answer.
         if (g.same && g.verb !== null) this.drop();
         else this.forward(buf, start, end);
@@ -1911,6 +1919,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
       return Buffer.concat(parts);
     };
     const g: Gather = { rowDescriptionSent: false, verb: null, count: 0n, failed: false, same: target.kind === 'broadcast' && target.reference === true, firstOnly: { parse: !!parseMsg, describe: !!describe, done: false } };
+    if (target.kind === 'split-insert') g.order = new ReturningOrder(target.rowShards);
     const tagOf = st.analysis.statements[0]?.tag ?? 'this statement';
     const inBlock = this.txShard !== null || this.parked.size > 0 || this.localTx !== 'none';
     const implicit = !inBlock;
@@ -1938,15 +1947,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
       if (g.failed) break;
     }
     const tag = g.verb === null ? null : /^(UPDATE|DELETE|MERGE|INSERT)/.test(g.verb) || g.verb === 'SELECT' ? `${g.verb} ${g.count}` : g.verb;
-    if (implicit) {
-      await this.endDistributed(!g.failed, (_t, err) => {
-        if (g.failed) this.replyLocal([], 'I');
-        else this.replyLocal([err ? err.toMessage() : tag ? M.commandComplete(tag) : M.emptyQueryResponse], 'I');
-      });
-      return;
-    }
-    if (g.failed) this.replyLocal([], 'E');
-    else this.replyLocal([tag ? M.commandComplete(tag) : M.emptyQueryResponse], this.currentStatus());
+    await this.finishGathered(g, implicit, () => (tag ? M.commandComplete(tag) : M.emptyQueryResponse));
   }
 
   /** A cross-shard read sent with the extended protocol: ParseComplete/BindComplete from pgshard, the rest merged. */
@@ -1984,11 +1985,12 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
    * implicit one committed with two-phase commit at the end — answered as one statement. Statements
    * Postgres refuses in a transaction block run one shard at a time; a failure names where it applied.
    */
-  private async runBroadcast(plan: { shard: string; text: string }[], transactional: boolean, same: boolean): Promise<void> {
+  private async runBroadcast(plan: { shard: string; text: string }[], transactional: boolean, same: boolean, order?: ReturningOrder): Promise<void> {
     const shards = plan.map((p) => p.shard);
     const textOf = (shard: string) => plan.find((p) => p.shard === shard)!.text;
     if (this.backend) await this.waitIdle();
     const g: Gather = { rowDescriptionSent: false, verb: null, count: 0n, failed: false, same };
+    if (order) g.order = order;
     const tag = () => (g.verb === null ? 'EMPTY' : g.verb === 'SELECT' || g.verb === 'UPDATE' || g.verb === 'DELETE' || g.verb.startsWith('INSERT') || g.verb === 'MERGE' || g.verb === 'COPY' ? `${g.verb} ${g.count}` : g.verb);
     const inBlock = this.txShard !== null || this.parked.size > 0 || this.localTx !== 'none';
     if (!transactional) {
@@ -2025,16 +2027,30 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
       if (g.failed) break;
     }
     if (!g.failed && g.verb !== null && /^(CREATE|ALTER|DROP) TABLE/.test(g.verb)) this.ddlSent = true;
+    await this.finishGathered(g, implicit, () => M.commandComplete(tag()));
+  }
+
+  /**
+   * Ends a statement run on several shards: in an implicit transaction, commits (or rolls back) and
+   * answers; in the client's transaction, answers (a failure leaves the transaction failed). Held RETURNING
+   * rows go out in VALUES order just before the command tag; when their order cannot be known, the
+   * statement fails instead.
+   */
+  private async finishGathered(g: Gather, implicit: boolean, complete: () => Buffer): Promise<void> {
+    const rows = g.order && !g.failed ? g.order.ordered() : [];
+    const orderError = rows instanceof PgError ? rows : null;
     if (implicit) {
-      await this.endDistributed(!g.failed, (t, err) => {
+      if (orderError) this.svc.observer.error(orderError.code);
+      await this.endDistributed(!g.failed && !orderError, (_t, err) => {
         if (g.failed) this.replyLocal([], 'I');
-        else this.replyLocal([err ? err.toMessage() : M.commandComplete(tag())], 'I');
-        void t;
+        else if (orderError) this.replyLocal([orderError.toMessage()], 'I');
+        else this.replyLocal(err ? [err.toMessage()] : [...(rows as Buffer[]), complete()], 'I');
       });
       return;
     }
     if (g.failed) this.replyLocal([], 'E');
-    else this.replyLocal([M.commandComplete(tag())], this.currentStatus());
+    else if (orderError) this.replyError(orderError, false); // through the participant: its transaction fails too
+    else this.replyLocal([...(rows as Buffer[]), complete()], this.currentStatus());
   }
 
   /** A write on several shards outside a transaction block runs in a transaction of its own. */

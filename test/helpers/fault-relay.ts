@@ -1,8 +1,9 @@
 /**
  * A TCP relay between pgshard and one shard that can break the connection at a chosen statement: it reads
  * the frontend stream (startup packets, then typed messages) and, while a rule is armed, resets both sides
- * of a connection instead of forwarding a simple Query whose text starts with the rule's prefix. Backend
- * bytes are forwarded untouched. `relay.port` goes into the proxy's shard list in place of the shard's.
+ * of a connection instead of forwarding a simple Query whose text starts with the rule's prefix; and it
+ * can stop reading from pgshard altogether (a shard too slow to keep up). Backend bytes are forwarded
+ * untouched. `relay.port` goes into the proxy's shard list in place of the shard's.
  */
 import net from 'node:net';
 import type { Teardownable } from './shards.js';
@@ -16,6 +17,9 @@ export interface FaultRelay {
   failOn(prefix: string): void;
   /** Forward everything again. */
   allow(): void;
+  /** Stop reading what pgshard sends (on every connection, and new ones) until flow(). */
+  stall(): void;
+  flow(): void;
   /** How many connections were reset so far. */
   readonly resets: number;
   close(): Promise<void>;
@@ -24,7 +28,9 @@ export interface FaultRelay {
 export async function startFaultRelay(t: Teardownable, target: { host?: string; port: number }): Promise<FaultRelay> {
   let rule: string | null = null;
   let resets = 0;
+  let stalled = false;
   const sockets = new Set<net.Socket>();
+  const fromProxy = new Set<net.Socket>();
 
   const server = net.createServer((client) => {
     const shard = net.connect({ host: target.host ?? '127.0.0.1', port: target.port });
@@ -40,6 +46,9 @@ export async function startFaultRelay(t: Teardownable, target: { host?: string; 
       shard.resetAndDestroy();
     };
     client.on('close', () => shard.destroy());
+    fromProxy.add(client);
+    client.on('close', () => fromProxy.delete(client));
+    if (stalled) client.pause();
     shard.on('close', () => client.destroy());
     shard.on('data', (d: Buffer) => client.write(d));
 
@@ -88,6 +97,14 @@ export async function startFaultRelay(t: Teardownable, target: { host?: string; 
     },
     allow() {
       rule = null;
+    },
+    stall() {
+      stalled = true;
+      for (const c of fromProxy) c.pause();
+    },
+    flow() {
+      stalled = false;
+      for (const c of fromProxy) c.resume();
     },
     get resets() {
       return resets;

@@ -8,6 +8,8 @@ import path from 'node:path';
 import { TABLES, SHARD_IDS, withSharded } from '../helpers/three-shards.js';
 import { RawClient, fe, type BackendMessage } from '../helpers/raw-client.js';
 import { psql } from '../helpers/tools.js';
+import { startFaultRelay } from '../helpers/fault-relay.js';
+import { sleep, startProxy } from '../helpers/proxy.js';
 import { numericFromBinary } from '../../src/execute/copy-binary-key.js';
 
 const EXTRA = `
@@ -223,4 +225,41 @@ t.test('binary COPY errors: NULL key, malformed data, unsupported key type; noth
   await c.query('rollback');
   t.same((await c.query('select 1')).find((x) => x.type === 'D')?.values, ['1'], 'the session goes on');
   t.equal(await preparedLeft(), 0);
+});
+
+t.test('a shard that does not keep up holds the client back: pgshard stops reading instead of buffering', async (t) => {
+  const relay = await startFaultRelay(t, { port: s.port('s1') });
+  const p = await startProxy(t, [{ port: s.port('s0') }, { port: relay.port }, { port: s.port('s2') }], {
+    tables: TABLES,
+    transactions: { instance_id: 'copyslow', log_file: path.join(dir, 'txlog-copyslow.jsonl') },
+  });
+  const c = await RawClient.connect(p.port);
+  t.teardown(() => c.close());
+  c.send(fe.query('COPY users (id, name, email, country) FROM STDIN'));
+  t.match(await c.readUntil(['G', 'E'], 10_000), [{ type: 'G' }], 'CopyInResponse');
+  relay.stall();
+  const ROWS = 20_000;
+  const filler = 'x'.repeat(2000);
+  const MB = 1024 * 1024;
+  let sent = 0;
+  for (let i = 0; i < ROWS; i += 500) {
+    const lines: string[] = [];
+    for (let k = i; k < i + 500; k++) lines.push(`${7_000_000 + k}\t${filler}\t\\N\tslow\n`);
+    const msg = copyData(Buffer.from(lines.join('')));
+    sent += msg.length;
+    c.socket.write(msg);
+  }
+  // Without backpressure pgshard would read all of it at once and hold what s1 does not take. (Enough data
+  // that s1's third exceeds what the kernel's socket buffers between pgshard and the relay absorb.)
+  await sleep(3000);
+  const held = c.socket.writableLength;
+  t.ok(held > 10 * MB, `pgshard stopped reading: ${(held / MB).toFixed(1)} of ${(sent / MB).toFixed(1)} MB still wait in the client`);
+  relay.flow();
+  c.send(Buffer.from([0x63, 0, 0, 0, 4]));
+  const done = await c.readUntilReady(120_000);
+  t.same(done.filter((m) => m.type === 'C').map((m) => m.tag), [`COPY ${ROWS}`], 'then every row arrives');
+  t.equal(await rowsWhereTheyBelong(t, 'users', "country = 'slow'", 'id'), ROWS);
+  await s.direct('s0', "delete from users where country = 'slow'");
+  await s.direct('s1', "delete from users where country = 'slow'");
+  await s.direct('s2', "delete from users where country = 'slow'");
 });
