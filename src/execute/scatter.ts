@@ -35,6 +35,7 @@ import { cachedCollation, probeCollation, type ShardCollation } from './collatio
 import { GroupMerger } from './merge/aggregate.js';
 import { Deduper } from './merge/distinct.js';
 import { bindLimit, Limiter, type LimitParams } from './merge/limit.js';
+import { exactFloats, ResultFormatter } from './merge/result-format.js';
 import { resolveKeys, RowOrder } from './merge/order-by.js';
 import { readRowDescription, Row, sameColumns, truncateRowDescription, type Field } from './rows.js';
 import type { ValueContext } from './values.js';
@@ -117,6 +118,8 @@ export class ScatterQuery {
   private heldBytes = 0;
   private heldRows = 0;
   private rr = 0;
+  /** Columns the client wants in binary: re-encoded from the merge's text. */
+  private formatter: ResultFormatter | null = null;
 
   constructor(
     private readonly client: Socket,
@@ -128,7 +131,14 @@ export class ScatterQuery {
      * Extended protocol: the statement's text and how to ask a shard to run a given SQL text (Parse, Bind
      * with the client's values, Describe, Execute, Sync). ParseComplete/BindComplete are the caller's.
      */
-    private readonly extended: { text: string; build(sql: string): Buffer; params?: LimitParams; describe?: boolean } | null = null,
+    private readonly extended: {
+      text: string;
+      build(sql: string): Buffer;
+      params?: LimitParams;
+      describe?: boolean;
+      /** The client's Bind result-format section; the shards of a merge are asked for text. */
+      resultFormats?: Buffer;
+    } | null = null,
   ) {
     this.legs = pools.map((pool) => ({
       pool, be: null, internal: 0, done: false, fields: null, rd: null, rdEnds: [], queue: [], head: 0,
@@ -376,6 +386,11 @@ export class ScatterQuery {
     if (this.visible < 0) return this.fail(new PgError(SqlState.InternalError, 'pgshard: the shards returned fewer columns than the merge plan expects'));
     try {
       const ctx = this.valueContext();
+      this.formatter = ResultFormatter.forClient(this.extended?.resultFormats ?? null, this.fields.slice(0, this.visible), {
+        isoDates: ctx.isoDates,
+        postgresIntervals: ctx.postgresIntervals,
+        exactFloats: exactFloats(this.vars),
+      });
       if (plan.rows) {
         const r = plan.rows;
         let keys = r.order;
@@ -404,7 +419,7 @@ export class ScatterQuery {
     } catch (e) {
       return this.fail(toPgError(e));
     }
-    if (this.describe) this.client.write(truncateRowDescription(first.rd!, first.rdEnds, this.visible));
+    if (this.describe) this.client.write(this.formatter?.rowDescription() ?? truncateRowDescription(first.rd!, first.rdEnds, this.visible));
     this.started = true;
     scatterStats.merges++;
     if (this.limiter?.empty) return this.stopEarly();
@@ -460,7 +475,7 @@ export class ScatterQuery {
           this.flush(out);
           return this.stopEarly();
         }
-        out.push(row.message(this.visible));
+        out.push(this.formatter !== null ? this.formatter.row(row.message(this.visible)) : row.message(this.visible));
         this.emitted++;
         this.lastTaken = row;
         if (this.limiter!.full) {
@@ -544,6 +559,7 @@ export class ScatterQuery {
     let rows: Buffer[];
     try {
       rows = g.finish();
+      if (this.formatter !== null) rows = rows.map((r) => this.formatter!.row(r));
     } catch (e) {
       return this.fail(toPgError(e));
     }

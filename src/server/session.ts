@@ -633,7 +633,7 @@ export class ClientSession implements BackendListener {
           if (t.kind === 'error') problem = { index: i, error: t.error };
           else if ((t.kind === 'broadcast' || t.kind === 'split-insert') && endsWithSync && simpleBatchShape(msgs)) {
             multi = { target: t, portal: p };
-          } else if (t.kind === 'scatter' && endsWithSync && simpleBatchShape(msgs) && (describesPortal(msgs) || !msgs.some((x) => x.type === Frontend.Describe)) && (t.merge === undefined || textResults(msgs))) {
+          } else if (t.kind === 'scatter' && endsWithSync && simpleBatchShape(msgs) && (describesPortal(msgs) || !msgs.some((x) => x.type === Frontend.Describe))) {
             scatter = { target: t, portal: p };
           } else if (t.kind === 'scatter' || t.kind === 'broadcast' || t.kind === 'split-insert' || t.kind === 'copy-in') {
             problem = {
@@ -1882,12 +1882,15 @@ export class ClientSession implements BackendListener {
       this.commitParse(r.name, r.st);
     }
     this.writeClient(parseMsg ? [M.parseComplete, M.bindComplete] : [M.bindComplete]);
+    // A merge reads values in text: the shards answer in text, the client's binary columns are re-encoded.
+    const merged = target.merge !== undefined && (target.merge.rewrite !== undefined || target.merge.aggregates.length > 0);
+    const shardBind = merged ? { ...bind, resultFormats: Buffer.from([0, 0]) } : bind;
     const build = (sql: string): Buffer =>
-      Buffer.concat([buildParse('', { key: '', text: sql, paramTypes: st.paramTypes, analysis: st.analysis }), encodeBind(bind, null), DESCRIBE_UNNAMED_PORTAL, EXECUTE_UNNAMED, SYNC]);
+      Buffer.concat([buildParse('', { key: '', text: sql, paramTypes: st.paramTypes, analysis: st.analysis }), encodeBind(shardBind, null), DESCRIBE_UNNAMED_PORTAL, EXECUTE_UNNAMED, SYNC]);
     const request = startRequest(target.shards, target.shards.length >= this.svc.router.shardIds.length ? 'all' : 'multi', statementTypeOf(st.analysis.statements[0]?.tag));
     const pools = target.shards.map((x) => this.svc.pools.get(x)!);
     const params = { values: bind.values, formats: bind.values.map((_, i) => ((bind.formats.length === 1 ? bind.formats[0] : bind.formats[i]) === 1 ? 1 : 0) as 0 | 1), types: paramOids(st.paramTypes) };
-    const sc = new ScatterQuery(this.socket, pools, Buffer.alloc(0), this.vars, target.merge ?? null, { text: st.text, build, params, describe: describesPortal(msgs) });
+    const sc = new ScatterQuery(this.socket, pools, Buffer.alloc(0), this.vars, target.merge ?? null, { text: st.text, build, params, describe: describesPortal(msgs), resultFormats: bind.resultFormats });
     this.scatter = sc;
     return sc.run().finally(() => {
       this.scatter = null;
@@ -2109,15 +2112,6 @@ const DESCRIBE_UNNAMED_PORTAL = Buffer.from([Frontend.Describe, 0, 0, 0, 6, 0x50
 /** The batch describes its portal (so the client expects the RowDescription a scatter forwards). */
 function describesPortal(msgs: FrontendMessage[]): boolean {
   return msgs.some((m) => m.type === Frontend.Describe && m.buf[m.start + 5] === 0x50);
-}
-
-/** Every result column is asked for in text format (merges compare and compute on text values). */
-function textResults(msgs: FrontendMessage[]): boolean {
-  const b = decodeBind(msgs.find((m) => m.type === Frontend.Bind)!);
-  const r = b.resultFormats;
-  const n = r.readInt16BE(0);
-  for (let i = 0; i < n; i++) if (r.readInt16BE(2 + i * 2) !== 0) return false;
-  return true;
 }
 
 /** Parse?, Bind, Describe?, Execute, Sync: one statement, as drivers send it. */
