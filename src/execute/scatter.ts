@@ -17,6 +17,11 @@
  * - groups: partial aggregates merged by group key (merge/aggregate.ts), finished, sorted, limited.
  * Hidden columns (sort keys, partial aggregates) are stripped before rows reach the client.
  *
+ * Inside a transaction block the statement runs on the transaction's participants (`inTransaction`):
+ * nothing is checked out or given back, no shard is cancelled (a cancel would abort its transaction; a
+ * shard still sending after the client has its rows is read to its end and its rows dropped), an error
+ * answers ReadyForQuery 'E', and `done` resolves only once every participant is idle again.
+ *
  * ScatterQuery is independent of the protocol flavour where it can be: it is given the bytes to send
  * (a Query message) and writes result messages to the client socket; the session writes nothing while
  * it runs.
@@ -139,6 +144,8 @@ export class ScatterQuery {
       /** The client's Bind result-format section; the shards of a merge are asked for text. */
       resultFormats?: Buffer;
     } | null = null,
+    /** The transaction's participant connection on each shard (same order as `pools`), already joined. */
+    private readonly inTransaction: BackendConnection[] | null = null,
   ) {
     this.legs = pools.map((pool) => ({
       pool, be: null, internal: 0, done: false, fields: null, rd: null, rdEnds: [], queue: [], head: 0,
@@ -171,7 +178,7 @@ export class ScatterQuery {
         return this.done;
       }
     }
-    const got = await Promise.allSettled(this.legs.map((l) => l.pool.acquire()));
+    const got = this.inTransaction !== null ? this.inTransaction.map((be) => ({ status: 'fulfilled' as const, value: be })) : await Promise.allSettled(this.legs.map((l) => l.pool.acquire()));
     let failure: PgError | null = null;
     got.forEach((r, i) => {
       if (r.status === 'fulfilled') this.legs[i]!.be = r.value;
@@ -185,7 +192,7 @@ export class ScatterQuery {
             l.collation = cachedCollation(l.pool) ?? (await probeCollation(l.pool, l.be!));
           } catch (e) {
             failure ??= toPgError(e);
-            if (l.be && !l.be.isOpen) {
+            if (l.be && !l.be.isOpen && this.inTransaction === null) {
               l.pool.destroy(l.be);
               l.be = null;
             }
@@ -194,7 +201,8 @@ export class ScatterQuery {
       );
     }
     if (failure) {
-      for (const l of this.legs) if (l.be) l.pool.release(l.be);
+      if (this.inTransaction === null) for (const l of this.legs) if (l.be) l.pool.release(l.be);
+      for (const l of this.legs) l.done = true;
       this.finish((failure as PgError).toMessage());
       return this.done;
     }
@@ -586,7 +594,7 @@ export class ScatterQuery {
   private stopEarly(): void {
     this.stopped = true;
     for (const l of this.legs) {
-      if (l.done || l.complete || !l.be) continue;
+      if (l.done || l.complete || !l.be || this.inTransaction !== null) continue;
       l.cancelled = true;
       scatterStats.cancelledEarly++;
       sendCancel(l.be.shard.host, l.be.shard.port, l.be.pid, l.be.secret);
@@ -627,6 +635,7 @@ export class ScatterQuery {
   }
 
   private cancelOthers(except: Leg | null): void {
+    if (this.inTransaction !== null) return; // the participants finish their statements; the transaction is failed anyway
     for (const l of this.legs) {
       if (l === except || l.done || !l.be) continue;
       if (this.plan !== null) {
@@ -648,6 +657,14 @@ export class ScatterQuery {
     leg.done = true;
     const be = leg.be;
     leg.be = null;
+    if (this.inTransaction !== null) {
+      if (be) {
+        be.listener = null;
+        if (leg.paused) be.resume();
+      }
+      if (this.finished && this.legs.every((l) => l.done)) this.resolve();
+      return;
+    }
     if (be) {
       be.listener = null;
       if (leg.paused) be.resume();
@@ -661,6 +678,7 @@ export class ScatterQuery {
     if (this.finished) return;
     this.finished = true;
     const e = err ?? this.error;
+    this.answeredError = e !== null;
     const parts: Buffer[] = [];
     if (e) parts.push(e);
     else {
@@ -668,10 +686,17 @@ export class ScatterQuery {
       if (this.tagVerb !== null) parts.push(M.commandComplete(this.tagVerb === 'SELECT' || this.tagVerb === 'COPY' ? `${this.tagVerb} ${this.rows}` : this.tagVerb));
       else parts.push(M.emptyQueryResponse);
     }
-    parts.push(M.readyForQuery('I'));
+    parts.push(M.readyForQuery(this.inTransaction === null ? 'I' : e ? 'E' : 'T'));
     this.client.write(Buffer.concat(parts));
-    this.resolve();
+    // In a transaction the participants must be idle before the session sends them anything else.
+    if (this.inTransaction === null || this.legs.every((l) => l.done)) this.resolve();
   }
+
+  /** Whether the client was answered with an error (the session then fails the transaction). */
+  get failed(): boolean {
+    return this.answeredError;
+  }
+  private answeredError = false;
 }
 
 /** The plan with LIMIT/OFFSET bind parameters replaced by the Bind's values. */
