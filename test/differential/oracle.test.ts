@@ -183,7 +183,7 @@ t.test('differential: pgshard over three shards answers as one Postgres', async 
   const alikeExample = new Map<string, string>();
   const failures: string[] = [];
   const jobs: { label: string; sql: string; ordered: boolean; params?: number[] }[] = [];
-  if (ONLY === undefined) for (const [i, c] of CORPUS.entries()) jobs.push({ label: `corpus #${i}`, sql: c.sql, ordered: c.ordered });
+  if (ONLY === undefined) for (const [i, c] of CORPUS.entries()) jobs.push({ label: `corpus #${i}`, sql: c.sql, ordered: c.ordered, ...(c.params ? { params: c.params } : {}) });
   for (let i = 0; i < QUERIES; i++) {
     if (ONLY !== undefined && i !== ONLY) continue;
     const g = generate(querySeed(SEED, i));
