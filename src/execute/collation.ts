@@ -20,6 +20,7 @@ export interface ShardCollation {
 }
 
 export const COLLATION_PROBE = `SELECT d.datcollate, d.datlocprovider::text,
+  coalesce(to_jsonb(d)->>'datlocale', to_jsonb(d)->>'daticulocale'),
   EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
           WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attcollation <> 0
             AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace, 'pg_toast'::regnamespace)
@@ -42,13 +43,13 @@ export function cachedCollation(pool: ShardPool): ShardCollation | undefined {
 /** Asks the shard on a connection the caller holds (idle, no transaction). */
 export async function probeCollation(pool: ShardPool, be: BackendConnection): Promise<ShardCollation> {
   const rows = await runQuery(be, COLLATION_PROBE);
-  const [collate, provider, other, nondet] = rows[0] ?? [];
+  const [collate, provider, locale, other, nondet] = rows[0] ?? [];
   const byteOrder = provider === 'b' || (provider === 'c' && (collate === 'C' || collate === 'POSIX'));
   const value: ShardCollation = {
     byteOrder,
     otherCollations: other === 't',
     nondeterministic: nondet === 't',
-    describe: `database collation "${collate ?? '?'}" (provider ${provider ?? '?'})`,
+    describe: provider === 'i' ? `database collation: ICU locale "${locale ?? '?'}"` : `database collation "${collate ?? '?'}" (provider ${provider === 'b' ? 'builtin' : 'libc'})`,
   };
   cache.set(pool, { at: Date.now(), value });
   return value;

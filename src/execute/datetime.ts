@@ -133,3 +133,61 @@ export function parseInterval(s: string): bigint | null {
   if (!any) return null;
   return time + (days + months * 30n) * USECS_PER_DAY;
 }
+
+// The same values split as Postgres stores them, for binary encoding (src/execute/binary.ts).
+
+type Inf = 'infinity' | '-infinity';
+const infName = (s: string): Inf | null => (s === 'infinity' || s === '-infinity' ? s : null);
+
+/** Days since 1970-01-01, or ±infinity. */
+export function parseDateParts(s: string): bigint | Inf | null {
+  return infName(s) ?? parseDate(s);
+}
+
+/** Microseconds since 1970-01-01 00:00, or ±infinity. */
+export function parseTimestampParts(s: string): bigint | Inf | null {
+  return infName(s) ?? parseTimestamp(s);
+}
+
+/** Microseconds since 1970-01-01 00:00 UTC, or ±infinity. */
+export function parseTimestamptzParts(s: string): bigint | Inf | null {
+  return infName(s) ?? parseTimestamptz(s);
+}
+
+export function parseTimeParts(s: string): bigint | null {
+  return parseTime(s);
+}
+
+/** An interval as stored: months, days, microseconds (IntervalStyle postgres), or ±infinity. */
+export function parseIntervalParts(s: string): { months: number; days: number; micros: bigint } | Inf | null {
+  const inf = infName(s);
+  if (inf !== null) return inf;
+  const tokens = s.split(' ');
+  let months = 0n;
+  let days = 0n;
+  let micros = 0n;
+  let any = false;
+  for (let i = 0; i < tokens.length; ) {
+    if (i + 1 < tokens.length) {
+      const u = INTERVAL_UNIT.exec(`${tokens[i]} ${tokens[i + 1]}`);
+      if (u) {
+        const n = BigInt(u[1]!);
+        const unit = u[2]!;
+        if (unit.startsWith('year')) months += n * 12n;
+        else if (unit.startsWith('mon')) months += n;
+        else days += n;
+        i += 2;
+        any = true;
+        continue;
+      }
+    }
+    const t = INTERVAL_TIME.exec(tokens[i]!);
+    if (!t || i !== tokens.length - 1) return null;
+    const v = timeMicros(t[2]!, t[3]!, t[4]!, t[5]);
+    micros = t[1] === '-' ? -v : v;
+    i++;
+    any = true;
+  }
+  if (!any) return null;
+  return { months: Number(months), days: Number(days), micros };
+}

@@ -17,6 +17,11 @@
  * - groups: partial aggregates merged by group key (merge/aggregate.ts), finished, sorted, limited.
  * Hidden columns (sort keys, partial aggregates) are stripped before rows reach the client.
  *
+ * Inside a transaction block the statement runs on the transaction's participants (`inTransaction`):
+ * nothing is checked out or given back, no shard is cancelled (a cancel would abort its transaction; a
+ * shard still sending after the client has its rows is read to its end and its rows dropped), an error
+ * answers ReadyForQuery 'E', and `done` resolves only once every participant is idle again.
+ *
  * ScatterQuery is independent of the protocol flavour where it can be: it is given the bytes to send
  * (a Query message) and writes result messages to the client socket; the session writes nothing while
  * it runs.
@@ -35,6 +40,7 @@ import { cachedCollation, probeCollation, type ShardCollation } from './collatio
 import { GroupMerger } from './merge/aggregate.js';
 import { Deduper } from './merge/distinct.js';
 import { bindLimit, Limiter, type LimitParams } from './merge/limit.js';
+import { exactFloats, ResultFormatter } from './merge/result-format.js';
 import { resolveKeys, RowOrder } from './merge/order-by.js';
 import { readRowDescription, Row, sameColumns, truncateRowDescription, type Field } from './rows.js';
 import type { ValueContext } from './values.js';
@@ -117,6 +123,8 @@ export class ScatterQuery {
   private heldBytes = 0;
   private heldRows = 0;
   private rr = 0;
+  /** Columns the client wants in binary: re-encoded from the merge's text. */
+  private formatter: ResultFormatter | null = null;
 
   constructor(
     private readonly client: Socket,
@@ -128,7 +136,16 @@ export class ScatterQuery {
      * Extended protocol: the statement's text and how to ask a shard to run a given SQL text (Parse, Bind
      * with the client's values, Describe, Execute, Sync). ParseComplete/BindComplete are the caller's.
      */
-    private readonly extended: { text: string; build(sql: string): Buffer; params?: LimitParams; describe?: boolean } | null = null,
+    private readonly extended: {
+      text: string;
+      build(sql: string): Buffer;
+      params?: LimitParams;
+      describe?: boolean;
+      /** The client's Bind result-format section; the shards of a merge are asked for text. */
+      resultFormats?: Buffer;
+    } | null = null,
+    /** The transaction's participant connection on each shard (same order as `pools`), already joined. */
+    private readonly inTransaction: BackendConnection[] | null = null,
   ) {
     this.legs = pools.map((pool) => ({
       pool, be: null, internal: 0, done: false, fields: null, rd: null, rdEnds: [], queue: [], head: 0,
@@ -161,7 +178,7 @@ export class ScatterQuery {
         return this.done;
       }
     }
-    const got = await Promise.allSettled(this.legs.map((l) => l.pool.acquire()));
+    const got = this.inTransaction !== null ? this.inTransaction.map((be) => ({ status: 'fulfilled' as const, value: be })) : await Promise.allSettled(this.legs.map((l) => l.pool.acquire()));
     let failure: PgError | null = null;
     got.forEach((r, i) => {
       if (r.status === 'fulfilled') this.legs[i]!.be = r.value;
@@ -175,7 +192,7 @@ export class ScatterQuery {
             l.collation = cachedCollation(l.pool) ?? (await probeCollation(l.pool, l.be!));
           } catch (e) {
             failure ??= toPgError(e);
-            if (l.be && !l.be.isOpen) {
+            if (l.be && !l.be.isOpen && this.inTransaction === null) {
               l.pool.destroy(l.be);
               l.be = null;
             }
@@ -184,7 +201,8 @@ export class ScatterQuery {
       );
     }
     if (failure) {
-      for (const l of this.legs) if (l.be) l.pool.release(l.be);
+      if (this.inTransaction === null) for (const l of this.legs) if (l.be) l.pool.release(l.be);
+      for (const l of this.legs) l.done = true;
       this.finish((failure as PgError).toMessage());
       return this.done;
     }
@@ -376,6 +394,11 @@ export class ScatterQuery {
     if (this.visible < 0) return this.fail(new PgError(SqlState.InternalError, 'pgshard: the shards returned fewer columns than the merge plan expects'));
     try {
       const ctx = this.valueContext();
+      this.formatter = ResultFormatter.forClient(this.extended?.resultFormats ?? null, this.fields.slice(0, this.visible), {
+        isoDates: ctx.isoDates,
+        postgresIntervals: ctx.postgresIntervals,
+        exactFloats: exactFloats(this.vars),
+      });
       if (plan.rows) {
         const r = plan.rows;
         let keys = r.order;
@@ -404,7 +427,7 @@ export class ScatterQuery {
     } catch (e) {
       return this.fail(toPgError(e));
     }
-    if (this.describe) this.client.write(truncateRowDescription(first.rd!, first.rdEnds, this.visible));
+    if (this.describe) this.client.write(this.formatter?.rowDescription() ?? truncateRowDescription(first.rd!, first.rdEnds, this.visible));
     this.started = true;
     scatterStats.merges++;
     if (this.limiter?.empty) return this.stopEarly();
@@ -460,7 +483,7 @@ export class ScatterQuery {
           this.flush(out);
           return this.stopEarly();
         }
-        out.push(row.message(this.visible));
+        out.push(this.formatter !== null ? this.formatter.row(row.message(this.visible)) : row.message(this.visible));
         this.emitted++;
         this.lastTaken = row;
         if (this.limiter!.full) {
@@ -544,6 +567,7 @@ export class ScatterQuery {
     let rows: Buffer[];
     try {
       rows = g.finish();
+      if (this.formatter !== null) rows = rows.map((r) => this.formatter!.row(r));
     } catch (e) {
       return this.fail(toPgError(e));
     }
@@ -570,7 +594,7 @@ export class ScatterQuery {
   private stopEarly(): void {
     this.stopped = true;
     for (const l of this.legs) {
-      if (l.done || l.complete || !l.be) continue;
+      if (l.done || l.complete || !l.be || this.inTransaction !== null) continue;
       l.cancelled = true;
       scatterStats.cancelledEarly++;
       sendCancel(l.be.shard.host, l.be.shard.port, l.be.pid, l.be.secret);
@@ -611,6 +635,7 @@ export class ScatterQuery {
   }
 
   private cancelOthers(except: Leg | null): void {
+    if (this.inTransaction !== null) return; // the participants finish their statements; the transaction is failed anyway
     for (const l of this.legs) {
       if (l === except || l.done || !l.be) continue;
       if (this.plan !== null) {
@@ -632,6 +657,14 @@ export class ScatterQuery {
     leg.done = true;
     const be = leg.be;
     leg.be = null;
+    if (this.inTransaction !== null) {
+      if (be) {
+        be.listener = null;
+        if (leg.paused) be.resume();
+      }
+      if (this.finished && this.legs.every((l) => l.done)) this.resolve();
+      return;
+    }
     if (be) {
       be.listener = null;
       if (leg.paused) be.resume();
@@ -645,6 +678,7 @@ export class ScatterQuery {
     if (this.finished) return;
     this.finished = true;
     const e = err ?? this.error;
+    this.answeredError = e !== null;
     const parts: Buffer[] = [];
     if (e) parts.push(e);
     else {
@@ -652,10 +686,17 @@ export class ScatterQuery {
       if (this.tagVerb !== null) parts.push(M.commandComplete(this.tagVerb === 'SELECT' || this.tagVerb === 'COPY' ? `${this.tagVerb} ${this.rows}` : this.tagVerb));
       else parts.push(M.emptyQueryResponse);
     }
-    parts.push(M.readyForQuery('I'));
+    parts.push(M.readyForQuery(this.inTransaction === null ? 'I' : e ? 'E' : 'T'));
     this.client.write(Buffer.concat(parts));
-    this.resolve();
+    // In a transaction the participants must be idle before the session sends them anything else.
+    if (this.inTransaction === null || this.legs.every((l) => l.done)) this.resolve();
   }
+
+  /** Whether the client was answered with an error (the session then fails the transaction). */
+  get failed(): boolean {
+    return this.answeredError;
+  }
+  private answeredError = false;
 }
 
 /** The plan with LIMIT/OFFSET bind parameters replaced by the Bind's values. */

@@ -134,6 +134,13 @@ interface PortalInfo {
   params: BindParams | null;
 }
 
+/** A statement that fails on any shard (a syntax error): puts a participant's transaction in the failed state. */
+const FAILING_SQL = 'pgshard refused statement (';
+
+function inFailedTransaction(): PgError {
+  return new PgError(SqlState.InFailedSqlTransaction, 'current transaction is aborted, commands ignored until end of transaction block');
+}
+
 const FAILING_PARSE_NAME = 'pgshard_refused';
 // A Parse that fails on any server: used to put the backend's transaction into the failed state exactly
 // where pgshard refuses a statement, so what follows (up to Sync, or the transaction's end) is skipped
@@ -633,13 +640,6 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
   /** Inside a transaction every statement must go where the transaction is. */
   private inTransactionShard(t: Target): Target {
     const inTx = this.txShard !== null || this.parked.size > 0;
-    if (t.kind === 'scatter' && (inTx || this.localTx !== 'none'))
-      return {
-        kind: 'error',
-        error: new PgError(SqlState.FeatureNotSupported, 'a statement reaching several shards inside a transaction block is not supported yet', {
-          hint: 'Run it outside the transaction, or add a condition on the shard key.',
-        }),
-      };
     if (!inTx || t.kind === 'error') return t;
     const cur = this.backendPool?.shard.id ?? this.txShard!;
     // A failed transaction stays where it failed: that shard answers 25P02 until ROLLBACK, as Postgres.
@@ -703,7 +703,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
           if (t.kind === 'error') problem = { index: i, error: t.error };
           else if ((t.kind === 'broadcast' || t.kind === 'split-insert') && endsWithSync && simpleBatchShape(msgs)) {
             multi = { target: t, portal: p };
-          } else if (t.kind === 'scatter' && endsWithSync && simpleBatchShape(msgs) && (describesPortal(msgs) || !msgs.some((x) => x.type === Frontend.Describe)) && (t.merge === undefined || textResults(msgs))) {
+          } else if (t.kind === 'scatter' && endsWithSync && simpleBatchShape(msgs) && (describesPortal(msgs) || !msgs.some((x) => x.type === Frontend.Describe))) {
             scatter = { target: t, portal: p };
           } else if (t.kind === 'scatter' || t.kind === 'broadcast' || t.kind === 'split-insert' || t.kind === 'copy-in') {
             problem = {
@@ -736,8 +736,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
       return this.runListen(effect).then((err) => this.writeClient(this.answerBatch(msgs, tag, err, endsWithSync)));
     }
     if (!problem && scatter) {
-      const inTx = this.txShard !== null || this.parked.size > 0 || this.localTx !== 'none';
-      if (inTx) problem = { index: msgs.findIndex((x) => x.type === Frontend.Execute), error: new PgError(SqlState.FeatureNotSupported, 'a statement reaching several shards inside a transaction block is not supported yet', { hint: 'Run it outside the transaction, or add a condition on the shard key.' }) };
+      if (this.localTx === 'failed' || this.backend?.txStatus === 'E') problem = { index: 0, error: inFailedTransaction() };
       else if (this.backend && this.extendedOpen && this.openExecuted) return this.dispatchProblemHere(msgs, { index: 0, error: crossShardBatch() }, endsWithSync);
       else {
         if (this.backend && this.extendedOpen) {
@@ -1952,7 +1951,8 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
 
   /** A cross-shard read sent with the extended protocol: ParseComplete/BindComplete from pgshard, the rest merged. */
   private runExtendedScatter(msgs: FrontendMessage[], target: Target & { kind: 'scatter' }, portal: PortalInfo): Promise<void> {
-    if (this.backend) this.releaseBackend();
+    const inTx = this.inTransactionBlock();
+    if (this.backend && !inTx) this.releaseBackend();
     const st = portal.statement;
     const bind = decodeBind(msgs.find((m) => m.type === Frontend.Bind)!);
     const parseMsg = msgs.find((m) => m.type === Frontend.Parse);
@@ -1961,17 +1961,85 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
       this.commitParse(r.name, r.st);
     }
     this.writeClient(parseMsg ? [M.parseComplete, M.bindComplete] : [M.bindComplete]);
+    // A merge reads values in text: the shards answer in text, the client's binary columns are re-encoded.
+    const merged = target.merge !== undefined && (target.merge.rewrite !== undefined || target.merge.aggregates.length > 0);
+    const shardBind = merged ? { ...bind, resultFormats: Buffer.from([0, 0]) } : bind;
     const build = (sql: string): Buffer =>
-      Buffer.concat([buildParse('', { key: '', text: sql, paramTypes: st.paramTypes, analysis: st.analysis }), encodeBind(bind, null), DESCRIBE_UNNAMED_PORTAL, EXECUTE_UNNAMED, SYNC]);
+      Buffer.concat([buildParse('', { key: '', text: sql, paramTypes: st.paramTypes, analysis: st.analysis }), encodeBind(shardBind, null), DESCRIBE_UNNAMED_PORTAL, EXECUTE_UNNAMED, SYNC]);
     const request = startRequest(target.shards, target.shards.length >= this.svc.router.shardIds.length ? 'all' : 'multi', statementTypeOf(st.analysis.statements[0]?.tag));
-    const pools = target.shards.map((x) => this.svc.pools.get(x)!);
     const params = { values: bind.values, formats: bind.values.map((_, i) => ((bind.formats.length === 1 ? bind.formats[0] : bind.formats[i]) === 1 ? 1 : 0) as 0 | 1), types: paramOids(st.paramTypes) };
-    const sc = new ScatterQuery(this.socket, pools, Buffer.alloc(0), this.vars, target.merge ?? null, { text: st.text, build, params, describe: describesPortal(msgs) });
+    const make = (pools: ShardPool[], participants: BackendConnection[] | null) =>
+      new ScatterQuery(this.socket, pools, Buffer.alloc(0), this.vars, target.merge ?? null, { text: st.text, build, params, describe: describesPortal(msgs), resultFormats: bind.resultFormats }, participants);
+    if (inTx) return this.scatterInTransaction(target.shards, make).finally(() => this.finishTimed(request, st.text));
+    const sc = make(target.shards.map((x) => this.svc.pools.get(x)!), null);
     this.scatter = sc;
     return sc.run().finally(() => {
       this.scatter = null;
       this.finishTimed(request, st.text);
     });
+  }
+
+  private inTransactionBlock(): boolean {
+    return this.txShard !== null || this.parked.size > 0 || this.localTx !== 'none';
+  }
+
+  /**
+   * A cross-shard read inside a transaction block: each shard it reaches joins the transaction as for a
+   * write (BEGIN and savepoints replayed; not counted as a writer, so a transaction that only read
+   * commits without two-phase commit), the read runs on the participants (src/execute/scatter.ts), and
+   * they stay in the transaction. An error fails the transaction as in Postgres.
+   */
+  private async scatterInTransaction(shards: string[], make: (pools: ShardPool[], participants: BackendConnection[]) => ScatterQuery): Promise<void> {
+    if (this.backend) await this.waitIdle();
+    if (this.localTx === 'failed' || this.backend?.txStatus === 'E') {
+      this.replyError(inFailedTransaction(), false);
+      return;
+    }
+    for (const shard of shards) {
+      for (;;) {
+        const r = this.useShard(shard);
+        if (r === true) break;
+        if (r === false) await this.waitIdle();
+        else await r;
+      }
+      this.sendPreamble();
+      await this.waitIdle();
+    }
+    const current = this.backendPool!.shard.id;
+    this.park(); // every participant of the read leaves the session while it runs
+    const parts = shards.map((x) => this.parked.get(x)!);
+    const sc = make(
+      parts.map((p) => p.pool),
+      parts.map((p) => p.be),
+    );
+    this.scatter = sc;
+    try {
+      await sc.run();
+    } finally {
+      this.scatter = null;
+    }
+    for (const p of parts) {
+      if (p.be.isOpen) continue;
+      this.parked.delete(p.pool.shard.id);
+      p.pool.destroy(p.be);
+      this.parkedLost ??= new PgError(SqlState.ConnectionFailure, `shard "${p.pool.shard.id}" closed its connection during the transaction`);
+    }
+    // The participant where the transaction failed (or the one that was current) is current again.
+    const open = [...this.parked.values()];
+    const next = open.find((p) => p.be.txStatus === 'E') ?? this.parked.get(current) ?? open[0];
+    if (!next) {
+      this.txShard = null;
+      if (this.localTx === 'none') this.localTx = 'failed';
+      return;
+    }
+    this.parked.delete(next.pool.shard.id);
+    if (sc.failed && next.be.txStatus !== 'E') {
+      // pgshard's own error (a merge it cannot do, shards that disagree): the transaction fails as in Postgres.
+      await runQuery(next.be, FAILING_SQL).catch(() => undefined);
+    }
+    this.attach(next.be, next.pool, next.wrote, next.lockBound === true);
+    this.preambleDone = true;
+    this.txShard = next.pool.shard.id;
   }
 
   private waitIdle(): Promise<void> {
@@ -2083,6 +2151,13 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
 
   /** A read on several shards whose rows are concatenated; nothing else runs for the client meanwhile. */
   private runScatter(m: FrontendMessage, shards: string[], merge: MergePlan | null, statement: StatementType): boolean | Promise<void> {
+    if (this.inTransactionBlock()) {
+      const request = startRequest(shards, shards.length >= this.svc.router.shardIds.length ? 'all' : 'multi', statement);
+      const query = Buffer.from(m.buf.subarray(m.start, m.end));
+      return this.scatterInTransaction(shards, (pools, participants) => new ScatterQuery(this.socket, pools, query, this.vars, merge, null, participants)).finally(() =>
+        this.finishTimed(request, m.buf.toString('utf8', m.start + 5, m.end - 1)),
+      );
+    }
     if (this.backend) {
       if (!this.idleBackend()) return false;
       this.releaseBackend();
@@ -2237,15 +2312,6 @@ const DESCRIBE_UNNAMED_PORTAL = Buffer.from([Frontend.Describe, 0, 0, 0, 6, 0x50
 /** The batch describes its portal (so the client expects the RowDescription a scatter forwards). */
 function describesPortal(msgs: FrontendMessage[]): boolean {
   return msgs.some((m) => m.type === Frontend.Describe && m.buf[m.start + 5] === 0x50);
-}
-
-/** Every result column is asked for in text format (merges compare and compute on text values). */
-function textResults(msgs: FrontendMessage[]): boolean {
-  const b = decodeBind(msgs.find((m) => m.type === Frontend.Bind)!);
-  const r = b.resultFormats;
-  const n = r.readInt16BE(0);
-  for (let i = 0; i < n; i++) if (r.readInt16BE(2 + i * 2) !== 0) return false;
-  return true;
 }
 
 /** Parse?, Bind, Describe?, Execute, Sync: one statement, as drivers send it. */

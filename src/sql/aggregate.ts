@@ -241,6 +241,8 @@ class GroupPlanner {
       delete call.agg_distinct;
       const fn = name === 'every' ? 'bool_and' : (name as 'count');
       plan = { fn, column: column ?? this.partialColumn({ FuncCall: call }) };
+      // min/max(x COLLATE "C"): text compared by bytes, whatever the database's collation.
+      if ((name === 'min' || name === 'max') && args.length === 1 && collationOf(args[0])) plan.byteOrder = true;
     } else if (name === 'avg') {
       if (args.length !== 1) throw new Unsupported('avg() takes one argument');
       plan = { fn: 'avg', sum: this.partialColumn(partial('sum', [numericArg(args[0]!)])), count: this.partialColumn(partial('count', args)), type: this.typeProbe(args[0]!) };

@@ -160,5 +160,6 @@ function aggregateOf(n: Node | undefined): MergeAggregate | null {
   const name = names[names.length - 1];
   if (f.agg_star) return name === 'count' ? 'count' : null;
   if ((f.args?.length ?? 0) !== 1) return null;
+  if ('CollateClause' in f.args![0]!) return null; // min/max(x COLLATE "C"): the general plan carries the collation
   return name === 'count' || name === 'sum' || name === 'min' || name === 'max' ? name : null;
 }

@@ -115,14 +115,15 @@ export function sortItem(s: SortBy, outputs: Outputs): SortItem {
  * false when it carries no COLLATE; any other collation cannot be reproduced by pgshard.
  */
 export function collationOf(expr: Node | undefined): boolean {
-  let c = false;
   walk(expr, (n) => {
     if ('CollateClause' in n) {
       const names = namesOf(n.CollateClause.collname) ?? [];
       const name = names[names.length - 1];
-      if ((names.length === 1 || names[0] === 'pg_catalog') && (name === 'C' || name === 'POSIX' || name === 'ucs_basic')) c = true;
-      else throw new Unsupported(`ORDER BY under collation "${names.join('.')}" is not supported across shards`, 'Sort with COLLATE "C", or under the database collation when it is "C".');
+      if (!((names.length === 1 || names[0] === 'pg_catalog') && (name === 'C' || name === 'POSIX' || name === 'ucs_basic')))
+        throw new Unsupported(`ORDER BY under collation "${names.join('.')}" is not supported across shards`, 'Sort with COLLATE "C", or under the database collation when it is "C".');
     }
   });
-  return c;
+  // Only a COLLATE on the whole expression surely gives it that collation: one inside (a CASE condition,
+  // a comparison's operand) may leave the result under the database's collation.
+  return expr !== undefined && 'CollateClause' in expr;
 }

@@ -120,7 +120,7 @@ export interface AggregateKey {
 
 /** One aggregate of the statement and the shard columns holding its partial results. */
 export type AggregatePlan =
-  | { fn: 'count' | 'sum' | 'min' | 'max' | 'bool_and' | 'bool_or'; column: number }
+  | { fn: 'count' | 'sum' | 'min' | 'max' | 'bool_and' | 'bool_or'; column: number; byteOrder?: boolean }
   /** `sum` and `squares` are sums of x::numeric; `type` is a column typed like x (always NULL). */
   | { fn: 'avg'; sum: number; count: number; type: number }
   | { fn: 'var_samp' | 'var_pop' | 'stddev_samp' | 'stddev_pop'; count: number; sum: number; squares: number; type: number }

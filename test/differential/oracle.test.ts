@@ -7,12 +7,17 @@
  *   PGSHARD_DIFF_QUERIES=N   how many generated queries (default 2500)
  *   PGSHARD_DIFF_SEED=S      replay a run (the seed is printed); query i is generated from querySeed(S, i)
  *   PGSHARD_DIFF_ONLY=i      run only query i of the seed
+ *
+ * Every BINARY_EVERY-th query also runs through the extended protocol with every result column in
+ * binary format, on both sides, and the DataRow bytes must be identical (pgshard re-encodes merged
+ * values; see src/execute/binary.ts).
  */
 import t from 'tap';
 import type pg from 'pg';
 import { initHash } from '../../src/routing/hash.js';
 import { routeKey } from '../../src/routing/route-cli.js';
 import { pgClient, startProxy } from '../helpers/proxy.js';
+import { fe, RawClient, serialize, type BackendMessage } from '../helpers/raw-client.js';
 import { withShards } from '../helpers/shards.js';
 import { generate } from './generator.js';
 import { DDL, generateData, TABLES } from './schema.js';
@@ -22,6 +27,7 @@ const QUERIES = Number(process.env.PGSHARD_DIFF_QUERIES ?? 2500);
 const SEED = Number(process.env.PGSHARD_DIFF_SEED ?? Math.floor(Math.random() * 1_000_000_000));
 const ONLY = process.env.PGSHARD_DIFF_ONLY !== undefined ? Number(process.env.PGSHARD_DIFF_ONLY) : undefined;
 const WORKERS = 3;
+const BINARY_EVERY = 3;
 const ZONES = ['UTC', 'Asia/Kolkata', 'America/New_York', 'Pacific/Chatham', 'Europe/Berlin'];
 
 type Answer = { ok: true; fields: [string, number][]; rows: (string | null)[][]; command: string } | { ok: false; code: string; message: string };
@@ -53,6 +59,45 @@ async function ask(c: pg.Client, sql: string, params?: number[]): Promise<Answer
   } finally {
     clearTimeout(timer);
   }
+}
+
+type BinaryAnswer = { ok: true; fields: string; rows: string[] } | { ok: false; code: string; message: string };
+
+/** The query with binary results through a raw connection: column names/types/formats and DataRow bytes. */
+async function askBinary(c: RawClient, sql: string, params?: number[]): Promise<BinaryAnswer> {
+  c.send(
+    fe.parse('', sql),
+    serialize.bind({ portal: '', statement: '', values: (params ?? []).map(String), binary: true }),
+    fe.describePortal(''),
+    fe.execute(''),
+    fe.sync(),
+  );
+  const msgs: BackendMessage[] = await c.readUntilReady(QUERY_TIMEOUT_MS);
+  const err = msgs.find((m) => m.type === 'E');
+  if (err) return { ok: false, code: err.code ?? '', message: err.message ?? '' };
+  const rd = msgs.find((m) => m.type === 'T');
+  const fields: string[] = [];
+  if (rd) {
+    const b = rd.body;
+    let p = 2;
+    for (let i = 0; i < b.readInt16BE(0); i++) {
+      const z = b.indexOf(0, p);
+      fields.push(`${b.toString('utf8', p, z)}:${b.readUInt32BE(z + 7)}:${b.readInt16BE(z + 17)}`);
+      p = z + 19;
+    }
+  }
+  return { ok: true, fields: fields.join(','), rows: msgs.filter((m) => m.type === 'D').map((m) => m.raw.toString('hex')) };
+}
+
+function judgeBinary(oracle: BinaryAnswer, shard: BinaryAnswer, ordered: boolean): { verdict: Verdict; why?: string } {
+  if (!shard.ok && shard.code === '0A000' && oracle.ok) return { verdict: 'refused' };
+  if (!oracle.ok || !shard.ok) return !oracle.ok && !shard.ok ? { verdict: 'errors-alike' } : { verdict: 'mismatch', why: `one side failed: ${!shard.ok ? shard.message : (oracle as { message: string }).message}` };
+  if (oracle.fields !== shard.fields) return { verdict: 'mismatch', why: `binary columns differ: ${oracle.fields} vs ${shard.fields}` };
+  const a = ordered ? oracle.rows : [...oracle.rows].sort();
+  const b = ordered ? shard.rows : [...shard.rows].sort();
+  if (a.length !== b.length) return { verdict: 'mismatch', why: `binary row counts differ (${a.length} vs ${b.length})` };
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return { verdict: 'mismatch', why: `binary row ${i} differs: ${a[i]} vs ${b[i]}` };
+  return { verdict: 'match' };
 }
 
 function canonicalRows(rows: (string | null)[][], ordered: boolean): string[] {
@@ -119,17 +164,26 @@ t.test('differential: pgshard over three shards answers as one Postgres', async 
       const o = await pgClient(oracleCluster.port, { t });
       const p = await pgClient(proxy.port, { t });
       for (const c of [o, p]) await c.query(`SET TimeZone = '${zone}'`);
-      return { o, p };
+      const ro = await RawClient.connect(oracleCluster.port);
+      const rp = await RawClient.connect(proxy.port);
+      t.teardown(() => {
+        ro.close();
+        rp.close();
+      });
+      for (const c of [ro, rp]) await c.query(`SET TimeZone = '${zone}'`);
+      return { o, p, ro, rp };
     }),
   );
 
   const counts: Record<Verdict, number> = { match: 0, refused: 0, 'errors-alike': 0, mismatch: 0 };
+  const binaryCounts: Record<Verdict, number> = { match: 0, refused: 0, 'errors-alike': 0, mismatch: 0 };
+  const binaryRefusals = new Map<string, number>();
   const refusals = new Map<string, number>();
   const alike = new Map<string, number>();
   const alikeExample = new Map<string, string>();
   const failures: string[] = [];
   const jobs: { label: string; sql: string; ordered: boolean; params?: number[] }[] = [];
-  if (ONLY === undefined) for (const [i, c] of CORPUS.entries()) jobs.push({ label: `corpus #${i}`, sql: c.sql, ordered: c.ordered });
+  if (ONLY === undefined) for (const [i, c] of CORPUS.entries()) jobs.push({ label: `corpus #${i}`, sql: c.sql, ordered: c.ordered, ...(c.params ? { params: c.params } : {}) });
   for (let i = 0; i < QUERIES; i++) {
     if (ONLY !== undefined && i !== ONLY) continue;
     const g = generate(querySeed(SEED, i));
@@ -139,7 +193,8 @@ t.test('differential: pgshard over three shards answers as one Postgres', async 
   await Promise.all(
     pairsOfClients.map(async (pair) => {
       while (next < jobs.length) {
-        const job = jobs[next++]!;
+        const index = next++;
+        const job = jobs[index]!;
         const [a, b] = await Promise.all([ask(pair.o, job.sql, job.params), ask(pair.p, job.sql, job.params)]);
         if (!b.ok && b.code === 'timeout') {
           // The pgshard connection is stuck: count the mismatch and carry on with a new one.
@@ -156,6 +211,16 @@ t.test('differential: pgshard over three shards answers as one Postgres', async 
           const k = b.message.replace(/\d+/g, 'N').slice(0, 90);
           refusals.set(k, (refusals.get(k) ?? 0) + 1);
         }
+        if (index % BINARY_EVERY === 0 && verdict !== 'refused' && !(b.ok === false && b.code === 'timeout')) {
+          const [ba, bb] = await Promise.all([askBinary(pair.ro, job.sql, job.params), askBinary(pair.rp, job.sql, job.params)]);
+          const bj = judgeBinary(ba, bb, job.ordered);
+          binaryCounts[bj.verdict]++;
+          if (bj.verdict === 'refused' && !bb.ok) {
+            const k = bb.message.replace(/\d+/g, 'N').slice(0, 90);
+            binaryRefusals.set(k, (binaryRefusals.get(k) ?? 0) + 1);
+          }
+          if (bj.verdict === 'mismatch' && failures.length < 15) failures.push(`${job.label} in binary (PGSHARD_DIFF_SEED=${SEED}; ${bj.why})\n  ${job.sql}${job.params ? `  -- params ${JSON.stringify(job.params)}` : ''}`);
+        }
         if (verdict === 'mismatch' && failures.length < 15) {
           failures.push(`${job.label} (PGSHARD_DIFF_SEED=${SEED} PGSHARD_DIFF_ONLY=${job.label.split(' ').pop()}; ${why}; ${job.ordered ? 'ordered' : 'multiset'})\n  ${job.sql}${job.params ? `  -- params ${JSON.stringify(job.params)}` : ''}\n  oracle:  ${show(a)}\n  pgshard: ${show(b)}`);
         }
@@ -171,9 +236,16 @@ t.test('differential: pgshard over three shards answers as one Postgres', async 
       `load ${((loaded - started) / 1000).toFixed(1)} s, queries ${((Date.now() - loaded) / 1000).toFixed(1)} s`,
   );
   for (const [k, n] of [...refusals.entries()].sort((x, y) => y[1] - x[1]).slice(0, 8)) t.comment(`  refused ${n}×: ${k}`);
+  const binaryRun = Object.values(binaryCounts).reduce((x, y) => x + y, 0);
+  t.comment(
+    `differential (binary results, every ${BINARY_EVERY}rd query): ${binaryRun} run: ${binaryCounts.match} matched, ${binaryCounts['errors-alike']} failed alike, ` +
+      `${binaryCounts.refused} refused, ${binaryCounts.mismatch} mismatched`,
+  );
+  for (const [k, n] of [...binaryRefusals.entries()].sort((x, y) => y[1] - x[1]).slice(0, 5)) t.comment(`  binary refused ${n}×: ${k}`);
   if (alike.size > 0) t.comment(`  failed alike (SQLSTATE×count): ${[...alike.entries()].map(([k, n]) => `${k}×${n}`).join(', ')}`);
   if (process.env.PGSHARD_DIFF_VERBOSE === '1') for (const [k, ex] of alikeExample) t.comment(`    ${k}: ${ex}`);
   for (const f of failures) t.comment(f);
   t.equal(counts.mismatch, 0, 'no mismatches');
+  t.equal(binaryCounts.mismatch, 0, 'no mismatches in binary format');
   if (ONLY === undefined && QUERIES >= 500) t.ok(counts.refused / total < 0.05, `refusal rate ${rate}% under 5%`);
 });

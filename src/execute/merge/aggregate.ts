@@ -95,7 +95,7 @@ export class GroupMerger {
         return { plan: a, sumOid: sumType(a.column, 'sum', SUMS) };
       case 'min':
       case 'max':
-        return { plan: a, codec: orderCodec(this.type(a.column), this.ctx) };
+        return { plan: a, codec: orderCodec(this.type(a.column), a.byteOrder ? { ...this.ctx, textByteOrder: true } : this.ctx) };
       case 'bool_and':
       case 'bool_or':
         return { plan: a };
