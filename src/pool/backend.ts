@@ -46,7 +46,7 @@ export class BackendConnection implements FrameSink {
   private socket: net.Socket | null = null;
   private closeHandlers: ((c: BackendConnection) => void)[] = [];
 
-  constructor(readonly shard: ShardConfig) {}
+  constructor(readonly shard: ShardConfig, private readonly keepAliveMs = 30_000) {}
 
   newStatementName(): string {
     return `pgshard_${this.nextStatementNumber++}`;
@@ -75,7 +75,7 @@ export class BackendConnection implements FrameSink {
       const socket = net.connect({ host: s.host, port: s.port });
       this.socket = socket;
       socket.setNoDelay(true);
-      socket.setKeepAlive(true, 30_000);
+      socket.setKeepAlive(true, this.keepAliveMs);
       let scram: ScramClientSession | null = null;
       const startup: FrameSink = {
         message: (type, buf, start, end) => {

@@ -12,6 +12,7 @@ import { clientDatabase } from '../config/load.js';
 import { ShardPool } from '../pool/pool.js';
 import { loadCredentials } from '../auth/credentials.js';
 import { runStartup, startupVars } from './startup.js';
+import { statementTimeoutVar, TimeoutSweep } from './timeouts.js';
 import { ClientSession, type SessionServices } from './session.js';
 import { PgError, SqlState, toPgError } from '../protocol/errors.js';
 import { initParser, StatementAnalyzer } from '../sql/analyze.js';
@@ -89,6 +90,12 @@ export class PgShardServer {
     const database = clientDatabase(cfg);
     const methodFor = (u: string) => cfg.users.find((x) => x.name === u)?.auth ?? cfg.auth.method;
 
+    this.timeouts = new TimeoutSweep(
+      { idleSessionMs: cfg.limits.idle_client_timeout_ms, idleInTransactionMs: cfg.limits.idle_in_transaction_timeout_ms, statementMs: cfg.limits.statement_timeout_ms },
+      () => this.sessions.values(),
+    );
+    this.timeouts.start();
+
     this.server = net.createServer({ noDelay: true }, (socket) => {
       socket.on('error', () => socket.destroy());
       this.observer.clientSocket(socket);
@@ -100,7 +107,7 @@ export class PgShardServer {
       if (this.stopping) return refuse(new PgError(SqlState.AdminShutdown, 'the database system is shutting down', { severity: 'FATAL' }));
       if (this.sessions.size >= cfg.limits.max_client_connections)
         return refuse(new PgError(SqlState.TooManyConnections, 'sorry, too many clients already', { severity: 'FATAL', hint: 'Raise limits.max_client_connections.' }));
-      runStartup(socket, { tls: this.tlsContext, users, methodFor, database, consoleDatabase: null, timeoutMs: 60_000 })
+      runStartup(socket, { tls: this.tlsContext, users, methodFor, database, consoleDatabase: null, timeoutMs: cfg.limits.startup_timeout_ms })
         .then((r) => {
           if (r.kind === 'cancel') return this.cancel(r.pid, r.secret);
           if (r.kind !== 'session') return;
@@ -129,7 +136,10 @@ export class PgShardServer {
     const key = { pid, secret: randomInt(0, 0x7fffffff) };
     const info = { id, user, database, applicationName: params.get('application_name') ?? '', remote: `${socket.remoteAddress}:${socket.remotePort}` };
     const log = this.log.child({ client: id });
-    const session = new ClientSession(socket, info, key, this.services, log, startupVars(params));
+    const vars = startupVars(params);
+    const st = this.config.limits.statement_timeout_ms;
+    if (st > 0 && !vars.has('statement_timeout')) vars.set(...statementTimeoutVar(st));
+    const session = new ClientSession(socket, info, key, this.services, log, vars);
     this.sessions.set(pid, session);
     session.onClosed = () => {
       this.sessions.delete(pid);
@@ -152,6 +162,7 @@ export class PgShardServer {
   }
 
   private columnTimer: NodeJS.Timeout | null = null;
+  private timeouts: TimeoutSweep | null = null;
   private shapes = new LRUCache<string, Analysis | false>({ max: 10_000 });
 
   /**
@@ -216,6 +227,7 @@ export class PgShardServer {
     this.stopping = true;
     if (this.columnTimer) clearInterval(this.columnTimer);
     if (this.recoveryTimer) clearInterval(this.recoveryTimer);
+    this.timeouts?.stop();
     // close() resolves only when every connection has ended, so it is awaited after the sessions are closed.
     const closed = new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     const deadline = Date.now() + graceMs;

@@ -16,6 +16,7 @@ import * as M from '../protocol/messages.js';
 import { PgError, SqlState, toPgError } from '../protocol/errors.js';
 import type { BackendConnection, BackendListener } from '../pool/backend.js';
 import { sendCancel } from '../pool/backend.js';
+import type { SessionActivity, TimedSession } from './timeouts.js';
 import { runQuery } from '../pool/internal-query.js';
 import type { ShardPool } from '../pool/pool.js';
 import type { Analysis, MergePlan, SessionEffect, StatementInfo } from '../sql/types.js';
@@ -132,8 +133,11 @@ const FAILING_QUERY = M.queryMessage('pgshard refused statement (');
 const SYNC = Buffer.from([Frontend.Sync, 0, 0, 0, 4]);
 const FLUSH = Buffer.from([Frontend.Flush, 0, 0, 0, 4]);
 
-export class ClientSession implements BackendListener {
+export class ClientSession implements BackendListener, TimedSession {
   readonly framer: Framer;
+  // Counted, not timed: the timeout sweep (timeouts.ts) compares them between its passes.
+  clientReads = 0;
+  backendReads = 0;
   private queue: FrontendMessage[] = [];
   private busy = false; // an async step (checkout) is under way; the queue waits
   private closed = false;
@@ -230,6 +234,7 @@ export class ClientSession implements BackendListener {
   }
 
   private onData(chunk: Buffer): void {
+    this.clientReads++;
     try {
       this.framer.feed(chunk, this.clientSink);
     } catch (e) {
@@ -841,7 +846,7 @@ export class ClientSession implements BackendListener {
 
   private checkStatementLimit(name: string): void {
     if (name !== '' && this.statements.size >= this.svc.maxPreparedStatements && !this.statements.has(name))
-      throw new PgError('54000', `too many prepared statements on this connection (limit ${this.svc.maxPreparedStatements})`, {
+      throw new PgError(SqlState.ConfigurationLimitExceeded, `too many prepared statements on this connection (limit ${this.svc.maxPreparedStatements})`, {
         hint: 'Close or DEALLOCATE statements no longer needed, or raise limits.max_prepared_statements_per_client.',
       });
   }
@@ -1609,6 +1614,7 @@ export class ClientSession implements BackendListener {
   }
 
   chunkDone(_buf: Buffer): void {
+    this.backendReads++;
     this.flushRun();
     // Backpressure: a client that does not read must not make pgshard buffer a whole result.
     if (this.socket.writableLength > 4 << 20 && this.backend) this.backend.pause();
@@ -2037,6 +2043,20 @@ export class ClientSession implements BackendListener {
     const be = this.backend;
     if (be && (this.syncPoints > 0 || this.extendedOpen)) sendCancel(be.shard.host, be.shard.port, be.pid, be.secret);
     this.scatter?.cancel();
+  }
+
+  /** What the session is doing, for the timeout sweep. */
+  get activity(): SessionActivity {
+    const be = this.backend;
+    // COPY FROM STDIN waits for the client's data; an open extended batch without Sync, for its next message.
+    if (this.copyIn || this.copy || this.scatter || this.busy) return 'busy';
+    if (this.syncPoints > 0 || this.expectHead < this.expect.length) {
+      if (!be) return 'busy';
+      return this.socket.writableNeedDrain ? 'client-not-reading' : 'active';
+    }
+    if (this.extendedOpen || this.queue.length > 0) return 'busy';
+    if ((be && be.txStatus !== 'I') || this.localTx !== 'none' || this.parked.size > 0) return 'idle-in-transaction';
+    return 'idle';
   }
 
   /** For graceful shutdown: true when no transaction or request is open. */
