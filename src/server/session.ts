@@ -165,7 +165,7 @@ export class ClientSession implements BackendListener, TimedSession {
   private unnamed: ClientStatement | null = null;
   private portals = new Map<string, PortalInfo>();
   private sessionShard: string | null = null;
-  readonly homeShard: string;
+  homeShard: string;
 
   // A transaction on several shards: the participants not receiving statements right now, the current
   // one's writes, the BEGIN that started it (replayed on shards that join), its active savepoints.
@@ -206,8 +206,19 @@ export class ClientSession implements BackendListener, TimedSession {
    * client's startup settings are applied there, then BackendKeyData and ReadyForQuery.
    */
   async login(): Promise<void> {
-    const ready = this.useShard(this.homeShard);
-    if (ready !== true && ready !== false) await ready;
+    // A home shard that cannot be reached is passed over for the next: a shard down must not keep
+    // clients from logging in (their statements for that shard still fail until it is back).
+    const ids = this.svc.router.shardIds;
+    for (let tried = 1; ; tried++) {
+      try {
+        const ready = this.useShard(this.homeShard);
+        if (ready !== true && ready !== false) await ready;
+        break;
+      } catch (e) {
+        if (tried >= ids.length || !toPgError(e).code.startsWith('08')) throw e;
+        this.homeShard = ids[(ids.indexOf(this.homeShard) + 1) % ids.length]!;
+      }
+    }
     const be = this.backend!;
     this.sendPreamble();
     this.push({
