@@ -2059,8 +2059,9 @@ export class ClientSession implements BackendListener, TimedSession {
   /** What the session is doing, for the timeout sweep. */
   get activity(): SessionActivity {
     const be = this.backend;
+    if (this.scatter) return this.socket.writableNeedDrain ? 'client-not-reading' : 'active';
     // COPY FROM STDIN waits for the client's data; an open extended batch without Sync, for its next message.
-    if (this.copyIn || this.copy || this.scatter || this.busy) return 'busy';
+    if (this.copyIn || this.copy || this.busy) return 'busy';
     if (this.syncPoints > 0 || this.expectHead < this.expect.length) {
       if (!be) return 'busy';
       return this.socket.writableNeedDrain ? 'client-not-reading' : 'active';
@@ -2068,6 +2069,17 @@ export class ClientSession implements BackendListener, TimedSession {
     if (this.extendedOpen || this.queue.length > 0) return 'busy';
     if ((be && be.txStatus !== 'I') || this.localTx !== 'none' || this.parked.size > 0) return 'idle-in-transaction';
     return 'idle';
+  }
+
+  /** Progress of the running request: bytes from its backend, or, for a read on several shards, to the client. */
+  get progress(): number {
+    return this.scatter ? this.socket.bytesWritten : this.backendReads;
+  }
+
+  /** The timeout backstop: the shard(s) of the running request stopped answering. */
+  abandon(err: PgError): void {
+    if (this.scatter) this.scatter.abandon(err);
+    else this.lost(err);
   }
 
   /** For graceful shutdown: true when no transaction or request is open. */

@@ -12,9 +12,9 @@ export type SessionActivity =
   | 'idle'
   /** Nothing outstanding inside an open transaction (or one pgshard holds failed). */
   | 'idle-in-transaction'
-  /** A request is outstanding on the session's backend. */
+  /** A request is outstanding on the session's backend (or a read runs on several shards). */
   | 'active'
-  /** A request is outstanding somewhere the sweep does not bound (a checkout wait, a scatter, COPY). */
+  /** A request is outstanding somewhere the sweep does not bound (a checkout wait, COPY). */
   | 'busy'
   /** The client is not reading what the backend sends: the backend is paused on purpose. */
   | 'client-not-reading';
@@ -23,15 +23,15 @@ export type SessionActivity =
 export interface TimedSession {
   /** Client reads so far (any byte from the client is activity). */
   readonly clientReads: number;
-  /** Backend reads so far (any byte from the session's backend is progress). */
-  readonly backendReads: number;
+  /** Progress of the running request (bytes read from its backend, or written for a multi-shard read). */
+  readonly progress: number;
   readonly activity: SessionActivity;
   /** Closes the session with this FATAL error. */
   close(err: PgError): void;
   /** Sends a CancelRequest for what the session's backend runs. */
   cancel(): void;
-  /** Gives up the session's backend: outstanding requests get `err`, the session goes on. */
-  lost(err: PgError): void;
+  /** Gives up the backend connection(s) of the running request: it gets `err`, the session goes on. */
+  abandon(err: PgError): void;
 }
 
 export interface TimeoutLimits {
@@ -45,7 +45,7 @@ export interface TimeoutLimits {
 interface Seen {
   activity: SessionActivity;
   clientReads: number;
-  backendReads: number;
+  progress: number;
   since: number;
   cancelled: boolean;
 }
@@ -90,17 +90,16 @@ export class TimeoutSweep {
     for (const s of this.sessions()) {
       const activity = s.activity;
       const prev = this.seen.get(s);
+      // For the idle timeouts any byte from the client is activity; for the statement backstop only the
+      // running request's progress counts (a client pipelining more requests does not unstick it).
       const moved =
         !prev ||
         prev.activity !== activity ||
-        prev.clientReads !== s.clientReads ||
-        // Rows streaming from the backend are progress for the backstop, not for the idle timeouts.
-        (activity === 'active' && prev.backendReads !== s.backendReads);
+        (activity === 'active' ? prev.progress !== s.progress : prev.clientReads !== s.clientReads);
       if (moved) {
-        this.seen.set(s, { activity, clientReads: s.clientReads, backendReads: s.backendReads, since: now, cancelled: false });
+        this.seen.set(s, { activity, clientReads: s.clientReads, progress: s.progress, since: now, cancelled: false });
         continue;
       }
-      prev.backendReads = s.backendReads;
       this.check(s, prev, now - prev.since);
     }
   }
@@ -130,7 +129,7 @@ export class TimeoutSweep {
         if (l.statementMs <= 0) return;
         const { cancelMs, abandonMs } = backstopDelays(l.statementMs);
         if (ms >= abandonMs) {
-          s.lost(
+          s.abandon(
             new PgError(SqlState.QueryCanceled, 'canceling statement due to statement timeout', {
               detail: `The shard sent nothing for ${ms} ms and did not answer a cancel request; pgshard closed its connection to the shard.`,
               hint: 'Check that the shard is up and responsive; limits.statement_timeout_ms bounds statements.',

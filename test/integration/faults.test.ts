@@ -5,7 +5,7 @@
 import t from 'tap';
 import net from 'node:net';
 import { execFileSync } from 'node:child_process';
-import { withShards } from '../helpers/shards.js';
+import { withShards, type Teardownable } from '../helpers/shards.js';
 import { errorOf, pgClient, sleep, startProxy, testLogger } from '../helpers/proxy.js';
 import { RawClient, serialize } from '../helpers/raw-client.js';
 import { startFaultRelay } from '../helpers/fault-relay.js';
@@ -17,11 +17,13 @@ const { Metrics } = await import('../../src/admin/metrics.js');
 
 const shards = await withShards(t, 2);
 const [s0, s1] = shards.clusters as [(typeof shards.clusters)[number], (typeof shards.clusters)[number]];
+for (const s of shards.clusters) await s.query('create table if not exists fault_kv (k bigint primary key, v text)', 'app');
+const TABLES = { fault_kv: { shard_key: 'k', key_type: 'bigint' } };
 
 type Client = Awaited<ReturnType<typeof pgClient>>;
 
 /** A client pinned to one shard (pgshard.shard), for statements that name no table. */
-async function clientOn(port: number, shard: string, t: Parameters<typeof pgClient>[1]['t']): Promise<Client> {
+async function clientOn(port: number, shard: string, t: Teardownable): Promise<Client> {
   const c = await pgClient(port, { t, query_timeout: 20_000 });
   await c.query(`set pgshard.shard = '${shard}'`);
   return c;
@@ -102,10 +104,17 @@ t.test('a shard killed mid-query', async (t) => {
 });
 
 t.test('a shard that hangs (SIGSTOP)', async (t) => {
-  const proxy = await startProxy(t, shards.clusters, { limits: { statement_timeout_ms: 500 }, pool: { connect_timeout_ms: 1000 } });
+  const proxy = await startProxy(t, shards.clusters, { tables: TABLES, limits: { statement_timeout_ms: 500 }, pool: { connect_timeout_ms: 1000 } });
   const c0 = await clientOn(proxy.port, 's0', t);
   const c1 = await clientOn(proxy.port, 's1', t);
   t.same((await c1.query('select 1 as n')).rows, [{ n: 1 }], 'served before the hang');
+  const c0b = await pgClient(proxy.port, { t, query_timeout: 20_000 }); // not pinned: reads every shard
+  // Two connections to s1 in its pool (c1 holds one in a transaction while the read takes another), so
+  // that after the hang both statements below are sent on established connections.
+  await c1.query('begin');
+  await c1.query('select 1');
+  t.same((await c0b.query('select count(*)::int as n from fault_kv')).rows, [{ n: 0 }], 'a read on every shard works before');
+  await c1.query('commit');
   const pid = s1.pid!;
   const stopped = [pid, ...childrenOf(pid)];
   const resume = () => stopped.forEach((p) => signalProcess(p, 'SIGCONT'));
@@ -114,6 +123,7 @@ t.test('a shard that hangs (SIGSTOP)', async (t) => {
   stopped.forEach((p) => signalProcess(p, 'SIGSTOP'));
   try {
     const t0 = Date.now();
+    const scatter = errorOf(() => c0b.query('select count(*) from fault_kv')).then((e) => ({ e, ms: Date.now() - t0 }));
     const e = await errorOf(() => c1.query('select 2 as n'));
     const ms = Date.now() - t0;
     t.match(e, { code: '57014', message: 'canceling statement due to statement timeout' }, 'a statement to the hung shard times out with 57014');
@@ -122,6 +132,9 @@ t.test('a shard that hangs (SIGSTOP)', async (t) => {
     const t1 = Date.now();
     const e2 = await errorOf(() => c1.query('select 3 as n'));
     t.ok(e2 !== null && Date.now() - t1 < 6000, `the next statement fails too, and in bounded time (${Date.now() - t1} ms: ${e2?.code} ${e2?.message})`);
+    const sc = await scatter;
+    t.match(sc.e, { code: '57014' }, `a read on every shard, the hung one included, times out too (${sc.ms} ms)`);
+    t.ok(sc.ms < 6000, 'in bounded time');
     const fresh = await clientOn(proxy.port, 's0', t);
     t.same((await fresh.query('select 4 as n')).rows, [{ n: 4 }], 'new clients of the other shard are served');
     const stats = await busy.stop();
