@@ -35,6 +35,7 @@ t.test(`soak for ${seconds} s`, { timeout: (seconds + 300) * 1000 }, async (t) =
   await seed.query(`insert into soak_kv (k) values ${Array.from({ length: 1000 }, (_, i) => `(${i + 1})`).join(',')} on conflict do nothing`);
   await seed.end();
 
+  const started = Date.now();
   const stats = { ok: 0, errors: 0, slowest: 0, hangs: [] as string[], codes: new Map<string, number>() };
   let running = true;
   const worker = async (w: number) => {
@@ -75,7 +76,10 @@ t.test(`soak for ${seconds} s`, { timeout: (seconds + 300) * 1000 }, async (t) =
             stats.errors++;
             const code = (e as { code?: string }).code ?? 'none';
             stats.codes.set(code, (stats.codes.get(code) ?? 0) + 1);
-            if (/timeout/i.test((e as Error).message) && !(e as { code?: string }).code) stats.hangs.push(`worker ${w}: ${(e as Error).message}`);
+            if (/timeout/i.test((e as Error).message) && !(e as { code?: string }).code) {
+              stats.hangs.push(`worker ${w}: request kind ${n % 6} from ${((t0 - started) / 1000).toFixed(1)} s: ${(e as Error).message}`);
+              if (process.env.SOAK_DEBUG) process.stderr.write('STUCK ' + JSON.stringify([...proxy.server.sessions.values()].filter((x) => x.activity !== 'idle').map((x: any) => ({ a: x.activity, busy: x.busy, sc: !!x.scatter, parked: x.parked.size, localTx: x.localTx, sp: x.syncPoints, exp: x.expect.length - x.expectHead, be: x.backendPool?.shard.id, q: x.queue.length }))) + '\n');
+            }
             await c.query('rollback').catch(() => undefined);
             if ((c as unknown as { errors: Error[] }).errors.length) break;
           }
@@ -116,7 +120,6 @@ t.test(`soak for ${seconds} s`, { timeout: (seconds + 300) * 1000 }, async (t) =
   const lag = monitorEventLoopDelay({ resolution: 10 });
   lag.enable();
   const samples: Sample[] = [];
-  const started = Date.now();
   const sampler = setInterval(() => {
     const m = process.memoryUsage();
     samples.push({ t: (Date.now() - started) / 1000, rssMb: m.rss / 2 ** 20, heapMb: m.heapUsed / 2 ** 20, lagP99Ms: lag.percentile(99) / 1e6, lagMaxMs: lag.max / 1e6, ok: stats.ok, errors: stats.errors });

@@ -12,7 +12,7 @@ import { clientDatabase } from '../config/load.js';
 import { ShardPool } from '../pool/pool.js';
 import { loadCredentials } from '../auth/credentials.js';
 import { runStartup, startupVars } from './startup.js';
-import { statementTimeoutVar, TimeoutSweep } from './timeouts.js';
+import { backstopDelays, statementTimeoutVar, TimeoutSweep } from './timeouts.js';
 import { ClientSession, type SessionServices } from './session.js';
 import { PgError, SqlState, toPgError } from '../protocol/errors.js';
 import { initParser, StatementAnalyzer } from '../sql/analyze.js';
@@ -60,6 +60,7 @@ export class PgShardServer {
     const instance = cfg.transactions.instance_id ?? `${hostname().replace(/[^A-Za-z0-9]/g, '')}${cfg.listen.port}`;
     this.txlog = TxLog.open(cfg.transactions.log_file ?? path.resolve('.pgshard', `txlog-${instance}.jsonl`));
     this.coordinator = new TransactionCoordinator(instance, this.txlog, this.pools, this.log);
+    if (cfg.limits.statement_timeout_ms > 0) this.coordinator.stepTimeoutMs = backstopDelays(cfg.limits.statement_timeout_ms).abandonMs;
     // Transactions a crash left prepared are finished before clients come; later runs catch shards that were down.
     await this.coordinator.recover().catch((e) => this.log.warn({ err: (e as Error).message }, 'recovery failed'));
     this.recoveryTimer = setInterval(() => void this.coordinator.recover().catch(() => undefined), cfg.transactions.recovery_interval_ms);

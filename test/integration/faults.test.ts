@@ -156,7 +156,7 @@ t.test('a shard that hangs (SIGSTOP)', async (t) => {
 t.test('network faults through a relay: latency, reset, blackhole; keepalives on', async (t) => {
   const relay = await startFaultRelay({ port: s1.port });
   t.teardown(() => relay.close());
-  const proxy = await startProxy(t, [s0, { port: relay.port }], { limits: { statement_timeout_ms: 500 }, pool: { keepalive_idle_ms: 1000, connect_timeout_ms: 1000 } });
+  const proxy = await startProxy(t, [s0, { port: relay.port }], { tables: TABLES, limits: { statement_timeout_ms: 500 }, pool: { keepalive_idle_ms: 1000, connect_timeout_ms: 1000 } });
   const c0 = await clientOn(proxy.port, 's0', t);
   const c1 = await clientOn(proxy.port, 's1', t);
   t.same((await c1.query('select 1 as n')).rows, [{ n: 1 }], 'served through the relay');
@@ -188,6 +188,23 @@ t.test('network faults through a relay: latency, reset, blackhole; keepalives on
   let back: unknown = null;
   for (let i = 0; i < 10 && back === null; i++) back = await c1.query('select 5 as n').then((r) => r.rows[0]?.n, () => null);
   t.equal(back, 5, 'served again once the network is back');
+
+  // A two-phase commit whose PREPARE on s1 is lost in the blackhole: bounded, and rolled back everywhere.
+  const keyOn = (shard: string) => Array.from({ length: 1000 }, (_, i) => 10_000 + i).find((k) => proxy.server.router.shardForKey('fault_kv', String(k)) === shard)!;
+  const [k0, k1] = [keyOn('s0'), keyOn('s1')];
+  const tx = await pgClient(proxy.port, { t, query_timeout: 20_000 });
+  await tx.query('begin');
+  await tx.query("insert into fault_kv values ($1, 'tx')", [k0]);
+  await tx.query("insert into fault_kv values ($1, 'tx')", [k1]);
+  relay.mode = 'blackhole';
+  const t2 = Date.now();
+  const e3 = await errorOf(() => tx.query('commit'));
+  const commitMs = Date.now() - t2;
+  relay.mode = 'pass';
+  t.ok(e3 !== null && commitMs < 6000, `COMMIT with a participant behind a blackhole fails in bounded time (${commitMs} ms: ${e3?.code} ${e3?.message})`);
+  const check = await pgClient(proxy.port, { t });
+  t.same((await check.query('select k from fault_kv where k = any($1::bigint[])', [[k0, k1]])).rows, [], 'and commits nothing, on either shard');
+  t.same((await tx.query('select 6 as n')).rows, [{ n: 6 }], 'the session goes on');
   const stats = await busy.stop();
   t.same(stats.errors, [], `the client on the direct shard saw nothing (${stats.queries} queries, slowest ${stats.slowestMs} ms)`);
 });
