@@ -76,6 +76,8 @@ const pool = z
     min_idle: z.number().int().min(0).default(0),
     idle_timeout_ms: z.number().int().min(0).default(600_000),
     connect_timeout_ms: z.number().int().min(1).default(5_000),
+    /** TCP keepalive on backend sockets: the first probe after this much silence (dead shard hosts are noticed). */
+    keepalive_idle_ms: z.number().int().min(1000).default(30_000),
     checkout_timeout_ms: z.number().int().min(1).default(5_000),
   })
   .strict();
@@ -87,6 +89,12 @@ const limits = z
     max_client_connections: z.number().int().min(1).default(5000),
     max_prepared_statements_per_client: z.number().int().min(1).default(10_000),
     statement_cache_size: z.number().int().min(1).default(10_000),
+    /** Timeouts (ms, 0 = off) as Postgres's idle_session_timeout, idle_in_transaction_session_timeout, statement_timeout. */
+    idle_client_timeout_ms: z.number().int().min(0).default(0),
+    idle_in_transaction_timeout_ms: z.number().int().min(0).default(0),
+    statement_timeout_ms: z.number().int().min(0).default(0),
+    /** A connection that has not finished startup and authentication by then is closed (authentication_timeout). */
+    startup_timeout_ms: z.number().int().min(100).default(60_000),
   })
   .strict();
 

@@ -646,6 +646,21 @@ export class ScatterQuery {
     }
   }
 
+  /**
+   * The shards still running sent nothing for too long and did not answer a cancel (the session's
+   * statement-timeout backstop): their connections are closed and the query ends with `err`.
+   */
+  abandon(err: PgError): void {
+    if (this.finished) return;
+    for (const l of this.legs) {
+      const be = l.be;
+      if (l.done || !be) continue;
+      const listener = be.listener;
+      l.pool.destroy(be);
+      listener?.lost(err);
+    }
+  }
+
   /** A CancelRequest for the client: cancel every shard still running. */
   cancel(): void {
     if (this.finished) return;

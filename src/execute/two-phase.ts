@@ -37,6 +37,8 @@ export class TransactionCoordinator {
   private readonly prefix: string;
   private retryTimer: NodeJS.Timeout | null = null;
   readonly stats: TwoPhaseStats = { onePhase: 0, twoPhase: 0, aborted: 0 };
+  /** > 0: a transaction step on a shard that sends nothing for this long fails (08006; recovery finishes it). */
+  stepTimeoutMs = 0;
 
   constructor(
     instanceId: string,
@@ -134,7 +136,7 @@ export class TransactionCoordinator {
   private async run(p: Participant, sql: string, report: boolean): Promise<void> {
     if (!p.be.isOpen) throw toPgError(new Error(`the connection to shard "${p.pool.shard.id}" was lost`));
     try {
-      await runQuery(p.be, sql);
+      await runQuery(p.be, sql, this.stepTimeoutMs);
     } catch (e) {
       const err = toPgError(e);
       if (!report) this.logger.warn({ shard: p.pool.shard.id, sql: sql.slice(0, 60), err: err.message }, 'transaction step failed');

@@ -47,7 +47,7 @@ export class BackendConnection implements FrameSink {
   private socket: net.Socket | null = null;
   private closeHandlers: ((c: BackendConnection) => void)[] = [];
 
-  constructor(readonly shard: ShardConfig) {}
+  constructor(readonly shard: ShardConfig, private readonly keepAliveMs = 30_000) {}
 
   newStatementName(): string {
     return `pgshard_${this.nextStatementNumber++}`;
@@ -77,6 +77,8 @@ export class BackendConnection implements FrameSink {
         left,
       );
       this.socket = socket;
+      socket.setNoDelay(true);
+      socket.setKeepAlive(true, this.keepAliveMs);
       let scram: ScramClientSession | null = null;
       const startup: FrameSink = {
         message: (type, buf, start, end) => {

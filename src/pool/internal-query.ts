@@ -4,14 +4,26 @@
  */
 import { Backend } from '../protocol/codes.js';
 import * as M from '../protocol/messages.js';
-import { PgError } from '../protocol/errors.js';
+import { PgError, SqlState } from '../protocol/errors.js';
 import type { BackendConnection } from './backend.js';
 import type { ShardPool } from './pool.js';
 
-export function runQuery(be: BackendConnection, sql: string): Promise<(string | null)[][]> {
+/**
+ * `timeoutMs` > 0: a shard that has not answered by then (hung, or a network path that drops bytes) has
+ * its connection closed and the query fails with 08006; without it, such a query would wait forever.
+ */
+export function runQuery(be: BackendConnection, sql: string, timeoutMs = 0): Promise<(string | null)[][]> {
   return new Promise((resolve, reject) => {
     const rows: (string | null)[][] = [];
     let error: PgError | null = null;
+    const timer =
+      timeoutMs > 0
+        ? setTimeout(() => {
+            be.listener = null;
+            be.destroy();
+            reject(new PgError(SqlState.ConnectionFailure, `shard "${be.shard.id}" did not answer within ${timeoutMs} ms; its connection was closed`));
+          }, timeoutMs)
+        : null;
     be.listener = {
       message(type, buf, start, end) {
         if (type === Backend.DataRow) {
@@ -32,6 +44,7 @@ export function runQuery(be: BackendConnection, sql: string): Promise<(string | 
           const f = M.decodeErrorFields(buf, start, end);
           error ??= new PgError(f.C ?? 'XX000', f.M ?? 'error');
         } else if (type === Backend.ReadyForQuery) {
+          if (timer) clearTimeout(timer);
           be.listener = null;
           if (error) reject(error);
           else resolve(rows);
@@ -39,6 +52,7 @@ export function runQuery(be: BackendConnection, sql: string): Promise<(string | 
       },
       chunkDone() {},
       lost(err) {
+        if (timer) clearTimeout(timer);
         reject(err);
       },
     };

@@ -134,7 +134,7 @@ export class ShardPool {
 
   private create(): void {
     this.creating++;
-    const c = new BackendConnection(this.shard);
+    const c = new BackendConnection(this.shard, this.cfg.keepalive_idle_ms);
     c.connect(this.cfg.connect_timeout_ms).then(
       () => {
         this.creating--;

@@ -45,6 +45,8 @@ export const SqlState = {
   ConnectionException: '08000',
   AdminShutdown: '57P01',
   QueryCanceled: '57014',
+  IdleSessionTimeout: '57P05',
+  ConfigurationLimitExceeded: '53400',
   TooManyConnections: '53300',
   InvalidPassword: '28P01',
   InvalidAuthorizationSpecification: '28000',

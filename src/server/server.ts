@@ -15,6 +15,7 @@ import { ShardPool } from '../pool/pool.js';
 import { loadCredentials } from '../auth/credentials.js';
 import { LoginThrottle } from '../auth/login-throttle.js';
 import { runStartup, startupVars } from './startup.js';
+import { backstopDelays, statementTimeoutVar, TimeoutSweep } from './timeouts.js';
 import { ClientSession, type SessionServices } from './session.js';
 import { PgError, SqlState, toPgError } from '../protocol/errors.js';
 import { initParser, StatementAnalyzer } from '../sql/analyze.js';
@@ -77,6 +78,7 @@ export class PgShardServer {
     this.ids53 = new IdGenerator(cfg.ids.node_id % 64, 'int53');
     this.txlog = TxLog.open(cfg.transactions.log_file ?? path.resolve('.pgshard', `txlog-${instance}.jsonl`));
     this.coordinator = new TransactionCoordinator(instance, this.txlog, this.pools, this.log);
+    if (cfg.limits.statement_timeout_ms > 0) this.coordinator.stepTimeoutMs = backstopDelays(cfg.limits.statement_timeout_ms).abandonMs;
     // Transactions a crash left prepared are finished before clients come; later runs catch shards that were down.
     await this.coordinator.recover().catch((e) => this.log.warn({ err: (e as Error).message }, 'recovery failed'));
     this.recoveryTimer = setInterval(() => void this.coordinator.recover().catch(() => undefined), cfg.transactions.recovery_interval_ms);
@@ -111,6 +113,12 @@ export class PgShardServer {
     const a = cfg.auth;
     const throttle = new LoginThrottle({ freeFailures: a.login_delay_after_failures, baseDelayMs: a.login_delay_base_ms, maxDelayMs: a.login_delay_max_ms });
 
+    this.timeouts = new TimeoutSweep(
+      { idleSessionMs: cfg.limits.idle_client_timeout_ms, idleInTransactionMs: cfg.limits.idle_in_transaction_timeout_ms, statementMs: cfg.limits.statement_timeout_ms },
+      () => this.sessions.values(),
+    );
+    this.timeouts.start();
+
     this.server = net.createServer({ noDelay: true }, (socket) => {
       socket.on('error', () => socket.destroy());
       this.observer.clientSocket(socket);
@@ -122,7 +130,7 @@ export class PgShardServer {
       if (this.stopping) return refuse(new PgError(SqlState.AdminShutdown, 'the database system is shutting down', { severity: 'FATAL' }));
       if (this.sessions.size + this.console.size >= cfg.limits.max_client_connections)
         return refuse(new PgError(SqlState.TooManyConnections, 'sorry, too many clients already', { severity: 'FATAL', hint: 'Raise limits.max_client_connections.' }));
-      runStartup(socket, { tls: this.tlsContext, users, methodFor, database, consoleDatabase: this.console.database, timeoutMs: 60_000, throttle })
+      runStartup(socket, { tls: this.tlsContext, users, methodFor, database, consoleDatabase: this.console.database, timeoutMs: cfg.limits.startup_timeout_ms, throttle })
         .then((r) => {
           if (r.kind === 'cancel') return this.cancel(r.pid, r.secret);
           if (r.kind !== 'session') return;
@@ -152,7 +160,10 @@ export class PgShardServer {
     const key = { pid, secret: randomInt(0, 0x7fffffff) };
     const info = { id, user, database, applicationName: params.get('application_name') ?? '', remote: `${socket.remoteAddress}:${socket.remotePort}`, connectedAt: Date.now() };
     const log = this.log.child({ client: id });
-    const session = new ClientSession(socket, info, key, this.services, log, startupVars(params));
+    const vars = startupVars(params);
+    const st = this.config.limits.statement_timeout_ms;
+    if (st > 0 && !vars.has('statement_timeout')) vars.set(...statementTimeoutVar(st));
+    const session = new ClientSession(socket, info, key, this.services, log, vars);
     this.sessions.set(pid, session);
     session.onClosed = () => {
       this.sessions.delete(pid);
@@ -218,6 +229,7 @@ export class PgShardServer {
   }
 
   private columnTimer: NodeJS.Timeout | null = null;
+  private timeouts: TimeoutSweep | null = null;
   private shapes = new LRUCache<string, Analysis | false>({ max: 10_000 });
 
   /**
@@ -282,6 +294,7 @@ export class PgShardServer {
     this.stopping = true;
     if (this.columnTimer) clearInterval(this.columnTimer);
     if (this.recoveryTimer) clearInterval(this.recoveryTimer);
+    this.timeouts?.stop();
     // close() resolves only when every connection has ended, so it is awaited after the sessions are closed.
     const closed = new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     const deadline = Date.now() + graceMs;

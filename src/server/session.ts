@@ -16,6 +16,7 @@ import * as M from '../protocol/messages.js';
 import { PgError, SqlState, toPgError } from '../protocol/errors.js';
 import type { BackendConnection, BackendListener } from '../pool/backend.js';
 import { sendCancel } from '../pool/backend.js';
+import type { SessionActivity, TimedSession } from './timeouts.js';
 import { runQuery } from '../pool/internal-query.js';
 import type { ShardPool } from '../pool/pool.js';
 import type { Analysis, MergePlan, RoutingHint, SessionEffect, StatementInfo } from '../sql/types.js';
@@ -150,8 +151,11 @@ const FAILING_QUERY = M.queryMessage('pgshard refused statement (');
 const SYNC = Buffer.from([Frontend.Sync, 0, 0, 0, 4]);
 const FLUSH = Buffer.from([Frontend.Flush, 0, 0, 0, 4]);
 
-export class ClientSession implements BackendListener, NotificationSubscriber {
+export class ClientSession implements BackendListener, NotificationSubscriber, TimedSession {
   readonly framer: Framer;
+  // Counted, not timed: the timeout sweep (timeouts.ts) compares them between its passes.
+  clientReads = 0;
+  backendReads = 0;
   private queue: FrontendMessage[] = [];
   private busy = false; // an async step (checkout) is under way; the queue waits
   private closed = false;
@@ -179,7 +183,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
   private unnamed: ClientStatement | null = null;
   private portals = new Map<string, PortalInfo>();
   private sessionShard: string | null = null;
-  readonly homeShard: string;
+  homeShard: string;
 
   // A transaction on several shards: the participants not receiving statements right now, the current
   // one's writes, the BEGIN that started it (replayed on shards that join), its active savepoints.
@@ -220,8 +224,19 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
    * client's startup settings are applied there, then BackendKeyData and ReadyForQuery.
    */
   async login(): Promise<void> {
-    const ready = this.useShard(this.homeShard);
-    if (ready !== true && ready !== false) await ready;
+    // A home shard that cannot be reached is passed over for the next: a shard down must not keep
+    // clients from logging in (their statements for that shard still fail until it is back).
+    const ids = this.svc.router.shardIds;
+    for (let tried = 1; ; tried++) {
+      try {
+        const ready = this.useShard(this.homeShard);
+        if (ready !== true && ready !== false) await ready;
+        break;
+      } catch (e) {
+        if (tried >= ids.length || !toPgError(e).code.startsWith('08')) throw e;
+        this.homeShard = ids[(ids.indexOf(this.homeShard) + 1) % ids.length]!;
+      }
+    }
     const be = this.backend!;
     this.sendPreamble();
     this.push({
@@ -248,6 +263,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
   }
 
   private onData(chunk: Buffer): void {
+    this.clientReads++;
     try {
       this.framer.feed(chunk, this.clientSink);
     } catch (e) {
@@ -927,7 +943,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
 
   private checkStatementLimit(name: string): void {
     if (name !== '' && this.statements.size >= this.svc.maxPreparedStatements && !this.statements.has(name))
-      throw new PgError('54000', `too many prepared statements on this connection (limit ${this.svc.maxPreparedStatements})`, {
+      throw new PgError(SqlState.ConfigurationLimitExceeded, `too many prepared statements on this connection (limit ${this.svc.maxPreparedStatements})`, {
         hint: 'Close or DEALLOCATE statements no longer needed, or raise limits.max_prepared_statements_per_client.',
       });
   }
@@ -1702,6 +1718,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
   }
 
   chunkDone(_buf: Buffer): void {
+    this.backendReads++;
     this.flushRun();
     // Backpressure: a client that does not read must not make pgshard buffer a whole result.
     if (this.socket.writableLength > 4 << 20 && this.backend) this.backend.pause();
@@ -2249,6 +2266,32 @@ export class ClientSession implements BackendListener, NotificationSubscriber {
     const tx = this.currentStatus();
     const state = working ? 'active' : tx === 'T' ? 'idle in transaction' : tx === 'E' ? 'idle in transaction (aborted)' : 'idle';
     return { state, shards: [...shards].sort() };
+  }
+
+  /** What the session is doing, for the timeout sweep. */
+  get activity(): SessionActivity {
+    const be = this.backend;
+    if (this.scatter) return this.socket.writableNeedDrain ? 'client-not-reading' : 'active';
+    // COPY FROM STDIN waits for the client's data; an open extended batch without Sync, for its next message.
+    if (this.copyIn || this.copy || this.busy) return 'busy';
+    if (this.syncPoints > 0 || this.expectHead < this.expect.length) {
+      if (!be) return 'busy';
+      return this.socket.writableNeedDrain ? 'client-not-reading' : 'active';
+    }
+    if (this.extendedOpen || this.queue.length > 0) return 'busy';
+    if ((be && be.txStatus !== 'I') || this.localTx !== 'none' || this.parked.size > 0) return 'idle-in-transaction';
+    return 'idle';
+  }
+
+  /** Progress of the running request: bytes from its backend, or, for a read on several shards, to the client. */
+  get progress(): number {
+    return this.scatter ? this.socket.bytesWritten : this.backendReads;
+  }
+
+  /** The timeout backstop: the shard(s) of the running request stopped answering. */
+  abandon(err: PgError): void {
+    if (this.scatter) this.scatter.abandon(err);
+    else this.lost(err);
   }
 
   /** For graceful shutdown: true when no transaction or request is open. */
