@@ -25,6 +25,10 @@ export async function connect(shard: ShardConfig, replication = false): Promise<
   // An error on an idle connection (the shard went away) must not crash pgshard; the next query fails.
   client.on('error', () => undefined);
   await client.connect();
+  // Rows are moved, not written anew: foreign keys between tables copied in any order, and triggers
+  // (which already fired where the row was written), stay out of the way, as in Postgres's own apply
+  // workers. Needs superuser (or the role's SET privilege); without it they apply as usual.
+  if (!replication) await client.query('SET session_replication_role = replica').catch(() => undefined);
   return client;
 }
 

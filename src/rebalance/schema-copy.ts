@@ -12,7 +12,7 @@ export interface SourceTable {
   schema: string;
   relname: string;
   name: string;
-  /** Columns in order. */
+  /** Columns in order, without generated columns (their values are computed where rows land). */
   columns: string[];
   /** Primary key columns (empty: none). */
   primaryKey: string[];
@@ -25,7 +25,7 @@ export async function listTables(client: pg.Client): Promise<SourceTable[]> {
   const rs = await rows(
     client,
     `SELECT n.nspname, c.relname,
-            (SELECT array_to_json(array_agg(a.attname ORDER BY a.attnum)) FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+            (SELECT array_to_json(array_agg(a.attname ORDER BY a.attnum)) FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
             (SELECT array_to_json(array_agg(a.attname ORDER BY k.ord)) FROM pg_constraint p CROSS JOIN LATERAL unnest(p.conkey) WITH ORDINALITY k(attnum, ord)
                JOIN pg_attribute a ON a.attrelid = p.conrelid AND a.attnum = k.attnum WHERE p.conrelid = c.oid AND p.contype = 'p')
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -104,7 +104,7 @@ export async function schemaStatements(client: pg.Client, tables: readonly Sourc
     );
     for (const [col, seq] of identities) {
       const [last] = (await rows(client, `SELECT last_value FROM ${seq}`))[0] ?? [];
-      if (last) out.push(`ALTER TABLE ${q} ALTER COLUMN ${ident(col!)} RESTART WITH ${BigInt(last) + 1n}`);
+      if (last) out.push(`SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence(${literal(q)}, ${literal(col!)}), ${last}, true)`);
     }
   }
   return [...out, ...late];
