@@ -140,6 +140,24 @@ t.test('SIGKILL half-way, then cancel, then add: through the CLI', async (t) => 
   const finalList = await cli(['shards', 'list', ...admin]);
   t.match(finalList.stdout, /^s3\s+127\.0\.0\.1:\d+\s+app\s+1\s+/m);
 
+  // 4. SIGKILL after the switch, while the moved rows are deleted from their old shard: the restart finishes.
+  t.equal((await cli(['shards', 'remove', 's3', '--no-wait', ...admin])).code, 0);
+  for (let i = 0; ; i++) {
+    const s = await status();
+    if (s.state === 'cleaning') break;
+    if (i > 3000 || ['done', 'failed'].includes(String(s.state))) throw new Error(`never caught it cleaning: ${JSON.stringify(s)}`);
+    await sleep(5);
+  }
+  proc!.kill('SIGKILL');
+  await new Promise((r) => proc!.once('exit', r));
+  const left = Number((await c3!.query<{ n: string }>('SELECT count(*) AS n FROM users', 'app'))[0]!.n);
+  t.ok(left > 0, `killed with ${left} moved rows still on s3`);
+  await start();
+  const waited = await cli(['rebalance', 'status', '--wait', ...admin]);
+  t.equal(waited.code, 0, waited.stdout);
+  t.match(waited.stdout, /remove s3: done/);
+  await checkPlacement(t, ['s0', 's1', 's2'], 'after the interrupted removal');
+
   async function checkPlacement(t: typeof tap, ids: string[], when: string) {
     const ring = HashRing.build(ids.map((id) => ({ id, weight: 1 })), 256);
     const all = { s0: c0!, s1: c1!, s2: c2!, s3: c3! } as Record<string, typeof c0>;
