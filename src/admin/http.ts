@@ -259,7 +259,7 @@ function rebalanceRoutes(server: PgShardServer): Route[] {
       summary: 'Add a shard: its share of the rows is copied to it while clients keep working, then the ring switches (202; follow GET /rebalance)',
       body: { id: 'string', host: 'string', port: 'integer', database: 'string', user: 'string', password: 'string', weight: 'integer' },
       responses: { '202': 'The rebalance started.', '400': 'The body is not a valid shard.', '409': 'A rebalance is already running, or the id is taken.' },
-      handle: (_url, req) => {
+      handle: async (_url, req) => {
         const parsed = shardBody.safeParse(req.body ?? null);
         if (!parsed.success)
           throw new HttpError(
@@ -267,7 +267,7 @@ function rebalanceRoutes(server: PgShardServer): Route[] {
             `POST /shards needs a JSON body {id, host, port, database, user, password, weight}: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')}`,
           );
         try {
-          server.rebalancer.addShard(parsed.data);
+          await server.rebalancer.addShard(parsed.data);
         } catch (e) {
           refused(e);
         }
@@ -280,9 +280,9 @@ function rebalanceRoutes(server: PgShardServer): Route[] {
       summary: "Remove a shard: its rows move to the others first, then the ring switches (202; follow GET /rebalance)",
       pathParams: [{ name: 'id', description: 'The shard id' }],
       responses: { '202': 'The rebalance started.', '404': 'No such shard.', '409': 'A rebalance is already running, or it is the only shard.' },
-      handle: (_url, req) => {
+      handle: async (_url, req) => {
         try {
-          server.rebalancer.removeShard(req.params.id!);
+          await server.rebalancer.removeShard(req.params.id!);
         } catch (e) {
           refused(e);
         }

@@ -90,17 +90,63 @@ export class Rebalancer {
     await this.running;
   }
 
-  addShard(shard: ShardConfig): RebalanceRecord {
+  async addShard(shard: ShardConfig): Promise<RebalanceRecord> {
     const cur = this.host.topology.shards;
     if (cur.some((s) => s.id === shard.id)) throw new RebalanceError(409, `shard "${shard.id}" is already in the topology: choose another id, or remove it first`);
-    return this.begin('add', shard.id, [...cur.map((s) => ({ ...s })), shard]);
+    this.refuseIfBusy();
+    return this.checked(() => this.preflight(cur, [shard]), () => this.begin('add', shard.id, [...cur.map((s) => ({ ...s })), shard]));
   }
 
-  removeShard(id: string): RebalanceRecord {
+  async removeShard(id: string): Promise<RebalanceRecord> {
     const cur = this.host.topology.shards;
     if (!cur.some((s) => s.id === id)) throw new RebalanceError(404, `shard "${id}" is not in the topology: GET /shards lists the shards`);
     if (cur.length === 1) throw new RebalanceError(409, `shard "${id}" is the only shard: add another one before removing it`);
-    return this.begin('remove', id, cur.filter((s) => s.id !== id).map((s) => ({ ...s })));
+    this.refuseIfBusy();
+    return this.checked(() => this.preflight(cur.filter((s) => s.id === id), cur.filter((s) => s.id !== id)), () => this.begin('remove', id, cur.filter((s) => s.id !== id).map((s) => ({ ...s }))));
+  }
+
+  private starting = false;
+
+  private refuseIfBusy(): void {
+    if (this.active || this.running || this.starting)
+      throw new RebalanceError(409, `a rebalance is already running (${this.record?.kind} ${this.record?.shard}, phase ${this.record?.phase}): wait for it (GET /rebalance) or cancel it (POST /rebalance/cancel)`);
+  }
+
+  /** Runs the checks with the start reserved, so that two requests cannot both pass them. */
+  private async checked(check: () => Promise<void>, start: () => RebalanceRecord): Promise<RebalanceRecord> {
+    this.starting = true;
+    try {
+      await check();
+    } finally {
+      this.starting = false;
+    }
+    return start();
+  }
+
+  /**
+   * What can be known before anything changes: every shard involved answers, the sources decode logical
+   * replication, and the tables have the primary keys the move needs. A failure is a 400 saying what to fix.
+   */
+  private async preflight(sources: readonly ShardConfig[], destinations: readonly ShardConfig[]): Promise<void> {
+    const clients: pg.Client[] = [];
+    try {
+      for (const s of [...sources, ...destinations]) {
+        let c: pg.Client;
+        try {
+          c = await connect(s);
+        } catch (e) {
+          throw new RebalanceError(400, `cannot connect to shard "${s.id}" at ${s.host}:${s.port} database ${s.database} as ${s.user} (${(e as Error).message}): check its host, port, database, user and password`);
+        }
+        clients.push(c);
+        if (sources.includes(s)) {
+          const [[level]] = (await rows(c, 'SHOW wal_level')) as [[string]];
+          if (level !== 'logical') throw new RebalanceError(400, `shard "${s.id}" has wal_level = ${level}: rebalancing reads its changes by logical decoding; set wal_level = logical in its postgresql.conf and restart it`);
+        }
+      }
+      this.tableInfo(await listTables(clients[0]!));
+    } finally {
+      for (const c of clients) await end(c);
+    }
   }
 
   cancel(): RebalanceRecord {
@@ -121,7 +167,7 @@ export class Rebalancer {
   }
 
   private begin(kind: 'add' | 'remove', shard: string, to: ShardConfig[]): RebalanceRecord {
-    if (this.active || this.running) throw new RebalanceError(409, `a rebalance is already running (${this.record?.kind} ${this.record?.shard}, phase ${this.record?.phase}): wait for it (GET /rebalance) or cancel it (POST /rebalance/cancel)`);
+    this.refuseIfBusy();
     const id = `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
     const record: RebalanceRecord = {
       id,

@@ -87,6 +87,16 @@ t.test('with a token', async (t) => {
     const taken = await send('POST', '/shards', { id: 's1', host: '127.0.0.1', port: 5432, database: 'app', user: 'app' });
     t.equal(taken.status, 409);
     t.match(taken.body.error, /shard "s1" is already in the topology: choose another id/);
+    const unreachable = await send('POST', '/shards', { id: 's9', host: '127.0.0.1', port: 1, database: 'app', user: 'app', password: 'app' });
+    t.equal(unreachable.status, 400);
+    t.match(unreachable.body.error, /^cannot connect to shard "s9" at 127\.0\.0\.1:1 database app as app \(.*\): check its host, port, database, user and password$/);
+    const s1 = stack.shards.clusters[1]!;
+    await stack.shards.clusters[0]!.query('CREATE TABLE nopk (x int)', 'app');
+    const noPk = await send('POST', '/shards', { id: 's9', host: '127.0.0.1', port: s1.port, database: 'app', user: 'app', password: 'app' });
+    await stack.shards.clusters[0]!.query('DROP TABLE nopk', 'app');
+    t.equal(noPk.status, 400);
+    t.match(noPk.body.error, /^table "nopk" has no primary key: rebalancing needs one .*ALTER TABLE nopk ADD PRIMARY KEY/);
+    t.same((await getJson(`${stack.adminUrl}/rebalance`, auth)).body, { state: 'none' }, 'refused before anything started');
     const unknown = await send('DELETE', '/shards/nope');
     t.equal(unknown.status, 404);
     t.match(unknown.body.error, /shard "nope" is not in the topology: GET \/shards lists the shards/);
