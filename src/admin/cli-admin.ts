@@ -42,6 +42,7 @@ export interface RebalanceView {
   kind?: string;
   shard?: string;
   rows_copied?: number;
+  rows_scanned?: number;
   rows_total?: number;
   rows_cleaned?: number;
   lag_bytes?: number;
@@ -74,10 +75,10 @@ const TERMINAL = new Set(['done', 'failed', 'cancelled', 'none']);
 export function formatProgress(v: RebalanceView, width = 0): string {
   if (v.state === 'none') return 'no rebalance has run';
   const total = v.rows_total ?? 0;
-  const copied = v.rows_copied ?? 0;
-  const frac = v.state === 'done' ? 1 : total > 0 ? Math.min(1, copied / total) : 0;
+  const scanned = v.rows_scanned ?? 0;
+  const frac = v.state === 'done' ? 1 : total > 0 ? Math.min(1, scanned / total) : 0;
   const bar = width > 0 ? `[${'#'.repeat(Math.round(frac * width)).padEnd(width, '-')}] ` : '';
-  const parts = [`${v.kind} ${v.shard}: ${v.state}`, `rows ${copied}/${total}`];
+  const parts = [`${v.kind} ${v.shard}: ${v.state}`, `rows ${scanned}/${total} read, ${v.rows_copied ?? 0} moved`];
   if (v.lag_bytes) parts.push(`lag ${v.lag_bytes} B`);
   if (v.pause_ms !== null && v.pause_ms !== undefined) parts.push(`cut-over pause ${v.pause_ms} ms`);
   if (v.rows_cleaned) parts.push(`cleaned ${v.rows_cleaned}`);

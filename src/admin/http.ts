@@ -235,6 +235,7 @@ export function rebalanceView(server: PgShardServer): object {
     kind: r.kind,
     shard: r.shard,
     rows_copied: r.rowsCopied,
+    rows_scanned: r.rowsScanned,
     rows_total: r.rowsTotal,
     rows_cleaned: r.rowsCleaned,
     lag_bytes: server.rebalancer.active ? server.rebalancer.lagBytes : 0,

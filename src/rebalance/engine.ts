@@ -178,6 +178,7 @@ export class Rebalancer {
       to,
       sources: [],
       rowsCopied: 0,
+      rowsScanned: 0,
       rowsTotal: 0,
       rowsCleaned: 0,
       pauseMs: null,
@@ -251,35 +252,40 @@ export class Rebalancer {
       const sharded = [...tables.values()].filter((t) => t.key);
       const reference = [...tables.values()].filter((t) => !t.key);
       const referenceSource = sources[0]!.id;
-      const total = await this.countRows(sources, sharded, client);
-      this.save(r, { rowsTotal: total + (r.kind === 'add' ? await this.countRows([sources[0]!], reference, client) : 0) });
       const dests = async (id: string) => client(byId.get(id)!);
-      const starts: { source: ShardConfig; slot: string; publication: string }[] = [];
-      for (const src of r.sources) {
-        const source = byId.get(src.shard)!;
-        const c = await client(source);
-        const published = [...sharded, ...(r.kind === 'add' && source.id === referenceSource ? reference : [])];
-        await c.query(`CREATE PUBLICATION ${ident(src.publication)} FOR TABLE ${published.map((t) => qualifiedName(t.name)).join(', ')}`);
-        const repl = await connect(source, true);
-        try {
-          const [[, , snapshot]] = (await rows(repl, `CREATE_REPLICATION_SLOT ${ident(src.slot)} LOGICAL pgoutput (SNAPSHOT 'export')`)) as [[string, string, string]];
-          const snap = await connect(source);
+      const starts: { source: ShardConfig; slot: string; publication: string; snap: pg.Client }[] = [];
+      try {
+        // Every slot and its snapshot first (each held open by a transaction that imported it), so that
+        // the total to read is counted in the very snapshots that are read.
+        let total = 0;
+        for (const src of r.sources) {
+          const source = byId.get(src.shard)!;
+          const c = await client(source);
+          const published = [...sharded, ...(r.kind === 'add' && source.id === referenceSource ? reference : [])];
+          await c.query(`CREATE PUBLICATION ${ident(src.publication)} FOR TABLE ${published.map((t) => qualifiedName(t.name)).join(', ')}`);
+          const repl = await connect(source, true);
           try {
+            const [[, , snapshot]] = (await rows(repl, `CREATE_REPLICATION_SLOT ${ident(src.slot)} LOGICAL pgoutput (SNAPSHOT 'export')`)) as [[string, string, string]];
+            const snap = await connect(source);
+            starts.push({ source, ...src, snap });
             await snap.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
             await snap.query(`SET TRANSACTION SNAPSHOT ${literal(snapshot)}`);
-            await end(repl); // the snapshot is imported: the exporting connection may go
-            for (const t of sharded) await this.copyMoving(r, snap, source.id, t, moves, dests);
-            if (r.kind === 'add' && source.id === referenceSource)
-              for (const t of reference) await this.copyWhole(r, snap, t, await client(destinations[0]!));
-            await snap.query('COMMIT');
           } finally {
-            await end(snap);
+            await end(repl); // the snapshot is imported: the exporting connection may go
           }
-        } finally {
-          await end(repl);
+          const last = starts[starts.length - 1]!;
+          total += await this.countRows(last.snap, published);
+          this.checkCancel();
         }
-        starts.push({ source, ...src });
-        this.checkCancel();
+        this.save(r, { rowsTotal: total });
+        for (const { source, snap } of starts) {
+          for (const t of sharded) await this.copyMoving(r, snap, source.id, t, moves, dests);
+          if (r.kind === 'add' && source.id === referenceSource) for (const t of reference) await this.copyWhole(r, snap, t, await client(destinations[0]!));
+          await snap.query('COMMIT');
+          this.checkCancel();
+        }
+      } finally {
+        for (const { snap } of starts) await end(snap);
       }
 
       // catching_up: the changes since each snapshot, until the lag is small.
@@ -353,9 +359,9 @@ export class Rebalancer {
     return out;
   }
 
-  private async countRows(sources: readonly ShardConfig[], tables: readonly TableInfo[], client: (s: ShardConfig) => Promise<pg.Client>): Promise<number> {
+  private async countRows(c: pg.Client, tables: readonly TableInfo[]): Promise<number> {
     let n = 0;
-    for (const s of sources) for (const t of tables) n += Number((await rows(await client(s), `SELECT count(*) FROM ${qualifiedName(t.name)}`))[0]![0]);
+    for (const t of tables) n += Number((await rows(c, `SELECT count(*) FROM ${qualifiedName(t.name)}`))[0]![0]);
     return n;
   }
 
@@ -375,7 +381,7 @@ export class Rebalancer {
         copied += rs.length;
       }
       this.host.metrics?.rebalanceRowsCopied(copied);
-      this.save(r, { rowsCopied: r.rowsCopied + batch.length });
+      this.save(r, { rowsCopied: r.rowsCopied + copied, rowsScanned: r.rowsScanned + batch.length });
       this.checkCancel();
     });
   }
@@ -384,7 +390,7 @@ export class Rebalancer {
     await scan(snap, t.name, t.columns, this.host.config.rebalance.batch_rows, async (batch) => {
       await insertRows(target, t.name, t.columns, batch);
       this.host.metrics?.rebalanceRowsCopied(batch.length);
-      this.save(r, { rowsCopied: r.rowsCopied + batch.length });
+      this.save(r, { rowsCopied: r.rowsCopied + batch.length, rowsScanned: r.rowsScanned + batch.length });
     });
   }
 
@@ -523,7 +529,7 @@ export class Rebalancer {
         }
       }
       this.save(r, { phase: 'done', finishedAt: new Date().toISOString() });
-      this.log.info({ rebalance: r.id, kind: r.kind, shard: r.shard, rows_copied: r.rowsCopied, rows_cleaned: r.rowsCleaned, pause_ms: r.pauseMs }, 'rebalance done');
+      this.log.info({ rebalance: r.id, kind: r.kind, shard: r.shard, rows_copied: r.rowsCopied, rows_scanned: r.rowsScanned, rows_cleaned: r.rowsCleaned, pause_ms: r.pauseMs }, 'rebalance done');
     } finally {
       await close();
     }

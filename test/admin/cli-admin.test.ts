@@ -16,12 +16,12 @@ t.test('where the admin API is', async (t) => {
 t.test('progress lines', async (t) => {
   t.equal(formatProgress({ state: 'none' }), 'no rebalance has run');
   t.equal(
-    formatProgress({ state: 'copying', kind: 'add', shard: 's3', rows_copied: 50, rows_total: 200, lag_bytes: 0, pause_ms: null }, 10),
-    '[###-------] 25% add s3: copying, rows 50/200',
+    formatProgress({ state: 'copying', kind: 'add', shard: 's3', rows_copied: 12, rows_scanned: 50, rows_total: 200, lag_bytes: 0, pause_ms: null }, 10),
+    '[###-------] 25% add s3: copying, rows 50/200 read, 12 moved',
   );
   t.equal(
-    formatProgress({ state: 'done', kind: 'remove', shard: 's1', rows_copied: 10, rows_total: 10, rows_cleaned: 10, lag_bytes: 0, pause_ms: 180 }),
-    '100% remove s1: done, rows 10/10, cut-over pause 180 ms, cleaned 10',
+    formatProgress({ state: 'done', kind: 'remove', shard: 's1', rows_copied: 3, rows_scanned: 10, rows_total: 10, rows_cleaned: 3, lag_bytes: 0, pause_ms: 180 }),
+    '100% remove s1: done, rows 10/10 read, 3 moved, cut-over pause 180 ms, cleaned 3',
   );
   t.match(formatProgress({ state: 'failed', kind: 'add', shard: 's3', rows_copied: 0, rows_total: 0, error: 'boom' }), /error: boom$/);
 });

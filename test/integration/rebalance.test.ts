@@ -156,7 +156,9 @@ t.test('add a fourth shard, then remove one, under load', async (t) => {
     t.ok(during.some((s) => s.id === 's3' && s.status === 'adding'), 'GET /shards shows s3 being added');
     const added = await waitDone('add s3');
     t.ok(Number(added.rows_copied) > 0, `rows copied: ${added.rows_copied} of ${added.rows_total}`);
-    t.comment(`add s3: copied ${added.rows_copied} rows, cut-over pause ${added.pause_ms} ms after ${added.cutover_attempts} attempt(s), cleaned ${added.rows_cleaned}`);
+    t.ok(Number(added.rows_copied) < Number(added.rows_scanned), 'only the moving rows are copied');
+    t.equal(added.rows_scanned, added.rows_total, 'every row of the snapshots was read');
+    t.comment(`add s3: read ${added.rows_scanned} rows, copied ${added.rows_copied}, cut-over pause ${added.pause_ms} ms after ${added.cutover_attempts} attempt(s), cleaned ${added.rows_cleaned}`);
     t.same(proxy.server.topology.shards.map((s) => s.id), ['s0', 's1', 's2', 's3']);
     await sleep(1000);
 
