@@ -107,6 +107,10 @@ program
     await runDemo({ dir: opts.dir, port: Number(opts.port) });
   });
 
+// shards list|add|remove, rebalance status|cancel: the admin API (src/admin/cli-admin.ts).
+const { registerAdminCommands } = await import('./admin/cli-commands.js');
+registerAdminCommands(program, (file) => load(configPath(file)));
+
 program.parseAsync(process.argv).catch((e) => {
   console.error(`pgshard: ${(e as Error).message}`);
   process.exit(1);

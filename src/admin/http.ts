@@ -19,6 +19,9 @@ import type { Metrics } from './metrics.js';
 import { currentRing } from './metrics.js';
 import { probePool } from './health.js';
 import { openApiDocument, type RouteDoc } from './openapi.js';
+import { z } from 'zod';
+import type { ShardConfig } from '../config/schema.js';
+import { RebalanceError } from '../rebalance/engine.js';
 
 export interface AdminConfig {
   host: string;
@@ -42,8 +45,16 @@ interface Reply {
   headers?: Record<string, string>;
 }
 
+interface Request {
+  url: URL;
+  /** Path parameters (`{id}` of `/shards/{id}`). */
+  params: Record<string, string>;
+  /** The JSON body of a POST, parsed (undefined when none was sent). */
+  body: unknown;
+}
+
 interface Route extends RouteDoc {
-  handle(url: URL): Promise<Reply> | Reply;
+  handle(url: URL, req: Request): Promise<Reply> | Reply;
 }
 
 class HttpError extends Error {
@@ -56,6 +67,38 @@ class HttpError extends Error {
 }
 
 const json = (status: number, body: unknown): Reply => ({ status, body });
+
+class MethodError extends HttpError {
+  constructor(
+    readonly methods: string[],
+    message: string,
+  ) {
+    super(405, message);
+  }
+}
+
+/** The Allow header: GET brings HEAD along. */
+function allowed(methods: readonly string[]): string {
+  return methods.flatMap((m) => (m === 'get' ? ['GET', 'HEAD'] : [m.toUpperCase()])).join(', ');
+}
+
+/** A request body as JSON (at most 64 KiB); 400 with what to send when it is not. */
+async function readJson(req: http.IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > 65536) throw new HttpError(400, 'the request body is larger than 64 KiB: send a JSON object');
+    chunks.push(c as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8').trim();
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new HttpError(400, `the request body is not valid JSON (${(e as Error).message}): send a JSON object with Content-Type: application/json`);
+  }
+}
 
 function routes(server: PgShardServer, metrics: Metrics, openapi: () => unknown): Route[] {
   return [
@@ -89,11 +132,12 @@ function routes(server: PgShardServer, metrics: Metrics, openapi: () => unknown)
     },
     {
       path: '/shards',
-      summary: 'The shards: address, weight, health and pool state (no passwords)',
+      summary: 'The shards: address, weight, health, pool state (no passwords), and whether a rebalance is adding or removing it',
       handle: () =>
         json(
           200,
           server.topology.shards.map((s) => {
+            const rb = server.rebalancer.active ? server.rebalancer.record : null;
             const pool = server.pools.get(s.id);
             const st = pool?.stats();
             const h = metrics.health?.get(s.id);
@@ -106,10 +150,12 @@ function routes(server: PgShardServer, metrics: Metrics, openapi: () => unknown)
               up: h?.up ?? null,
               last_error: pool?.lastError ?? h?.lastError ?? null,
               pool: st ? { size: server.config.pool.size, total: st.total, idle: st.idle, active: st.active, creating: st.creating, waiting: st.waiting } : null,
+              status: rb?.kind === 'remove' && rb.shard === s.id ? 'removing' : 'active',
             };
-          }),
+          }).concat(server.rebalancer.active && server.rebalancer.record?.kind === 'add' ? [adding(server)] : []),
         ),
     },
+    ...rebalanceRoutes(server),
     {
       path: '/ring',
       summary: 'The consistent-hash ring: points and keyspace share per shard',
@@ -156,6 +202,125 @@ function routes(server: PgShardServer, metrics: Metrics, openapi: () => unknown)
   ];
 }
 
+/** The shard a running rebalance is adding (not on the ring yet). */
+function adding(server: PgShardServer): ReturnType<typeof shardView> {
+  const r = server.rebalancer.record!;
+  const s = r.to.find((x) => x.id === r.shard)!;
+  return shardView(s, 'adding');
+}
+
+function shardView(s: ShardConfig, status: string) {
+  return { id: s.id, host: s.host, port: s.port, database: s.database, weight: s.weight, up: null, last_error: null, pool: null, status };
+}
+
+const shardBody = z
+  .object({
+    id: z.string().regex(/^[A-Za-z0-9_-]+$/, 'shard ids are letters, digits, _ and -'),
+    host: z.string().min(1),
+    port: z.number().int().min(1).max(65535).default(5432),
+    database: z.string().min(1),
+    user: z.string().min(1),
+    password: z.string().optional(),
+    weight: z.number().int().min(1).max(100).default(1),
+    // TLS to the new shard, as in the configuration's shards[] (libpq's sslmode).
+    sslmode: z.enum(['disable', 'prefer', 'require', 'verify-ca', 'verify-full']).default('prefer'),
+    sslrootcert: z.string().optional(),
+    sslcert: z.string().optional(),
+    sslkey: z.string().optional(),
+  })
+  .strict()
+  .refine((b) => !(b.sslmode === 'verify-ca' || b.sslmode === 'verify-full') || b.sslrootcert !== undefined, {
+    message: 'sslmode verify-ca and verify-full need sslrootcert (a PEM CA file on the pgshard host)',
+    path: ['sslrootcert'],
+  });
+
+/** The rebalance's progress as the API, the CLI and the console show it. */
+export function rebalanceView(server: PgShardServer): object {
+  const r = server.rebalancer.record;
+  if (!r) return { state: 'none' };
+  return {
+    id: r.id,
+    state: r.phase,
+    kind: r.kind,
+    shard: r.shard,
+    rows_copied: r.rowsCopied,
+    rows_scanned: r.rowsScanned,
+    rows_total: r.rowsTotal,
+    rows_cleaned: r.rowsCleaned,
+    lag_bytes: server.rebalancer.active ? server.rebalancer.lagBytes : 0,
+    pause_ms: r.pauseMs,
+    cutover_attempts: r.cutoverAttempts,
+    started_at: r.startedAt,
+    finished_at: r.finishedAt,
+    error: r.error,
+    topology_version: server.topology.version,
+  };
+}
+
+function rebalanceRoutes(server: PgShardServer): Route[] {
+  const refused = (e: unknown): never => {
+    if (e instanceof RebalanceError) throw new HttpError(e.status, e.message);
+    throw e;
+  };
+  return [
+    {
+      path: '/shards',
+      method: 'post',
+      summary: 'Add a shard: its share of the rows is copied to it while clients keep working, then the ring switches (202; follow GET /rebalance)',
+      body: { id: 'string', host: 'string', port: 'integer', database: 'string', user: 'string', password: 'string', weight: 'integer', sslmode: 'string', sslrootcert: 'string', sslcert: 'string', sslkey: 'string' },
+      responses: { '202': 'The rebalance started.', '400': 'The body is not a valid shard.', '409': 'A rebalance is already running, or the id is taken.' },
+      handle: async (_url, req) => {
+        const parsed = shardBody.safeParse(req.body ?? null);
+        if (!parsed.success)
+          throw new HttpError(
+            400,
+            `POST /shards needs a JSON body {id, host, port, database, user, password, weight}: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')}`,
+          );
+        try {
+          await server.rebalancer.addShard(parsed.data);
+        } catch (e) {
+          refused(e);
+        }
+        return json(202, rebalanceView(server));
+      },
+    },
+    {
+      path: '/shards/{id}',
+      method: 'delete',
+      summary: "Remove a shard: its rows move to the others first, then the ring switches (202; follow GET /rebalance)",
+      pathParams: [{ name: 'id', description: 'The shard id' }],
+      responses: { '202': 'The rebalance started.', '404': 'No such shard.', '409': 'A rebalance is already running, or it is the only shard.' },
+      handle: async (_url, req) => {
+        try {
+          await server.rebalancer.removeShard(req.params.id!);
+        } catch (e) {
+          refused(e);
+        }
+        return json(202, rebalanceView(server));
+      },
+    },
+    {
+      path: '/rebalance',
+      summary: 'The running (or last) rebalance: state, rows copied and total, replication lag, cut-over pause',
+      handle: () => json(200, rebalanceView(server)),
+    },
+    {
+      path: '/rebalance/cancel',
+      method: 'post',
+      summary: 'Cancel the running rebalance before its cut-over: copies are deleted, slots dropped, the ring stays',
+      responses: { '202': 'Cancelling; GET /rebalance shows "cancelled" once rolled back.', '409': 'No rebalance is running, or it has already switched the ring.' },
+      handle: () => {
+        try {
+          server.rebalancer.cancel();
+        } catch (e) {
+          refused(e);
+        }
+        return json(202, rebalanceView(server));
+      },
+    },
+  ];
+}
+
 function round(s: number): number {
   return Math.round(s * 1e6) / 1e6;
 }
@@ -172,8 +337,9 @@ const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
 /** Starts the admin API on cfg.host:cfg.port (0: any free port). */
 export async function startAdmin(server: PgShardServer, metrics: Metrics, cfg: AdminConfig, log: Logger): Promise<AdminServer> {
   metrics.attach(server);
+  server.rebalanceMetrics = metrics;
   const table: Route[] = routes(server, metrics, () => document);
-  const byPath = new Map(table.map((r) => [r.path, r]));
+  const patterns = table.map((r) => ({ route: r, re: new RegExp(`^${r.path.replace(/\{(\w+)\}/g, '(?<$1>[^/]+)')}$`) }));
   const document = openApiDocument(table, { tokenConfigured: cfg.token !== undefined });
   const tokenDigest = cfg.token !== undefined ? digest(cfg.token) : null;
   const alog = log.child({ component: 'admin' });
@@ -199,12 +365,19 @@ export async function startAdmin(server: PgShardServer, metrics: Metrics, cfg: A
 
   const handle = async (req: http.IncomingMessage): Promise<Reply> => {
     const url = new URL(req.url ?? '/', 'http://admin');
-    const route = byPath.get(url.pathname);
-    if (!route) throw new HttpError(404, `no such admin route ${url.pathname}: the admin API serves ${table.map((r) => r.path).join(', ')}`);
-    if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `${route.path} answers GET (and HEAD) only, not ${req.method}`);
+    const matches = patterns.flatMap(({ route, re }) => {
+      const m = re.exec(url.pathname);
+      return m ? [{ route, params: Object.fromEntries(Object.entries(m.groups ?? {}).map(([k, v]) => [k, decodeURIComponent(v)])) }] : [];
+    });
+    if (!matches.length) throw new HttpError(404, `no such admin route ${url.pathname}: the admin API serves ${[...new Set(table.map((r) => r.path))].join(', ')}`);
+    const method = req.method === 'HEAD' ? 'get' : (req.method ?? 'GET').toLowerCase();
+    const match = matches.find((m) => (m.route.method ?? 'get') === method);
+    if (!match) throw new MethodError(matches.map((m) => m.route.method ?? 'get'), `${url.pathname} answers ${allowed(matches.map((m) => m.route.method ?? 'get'))} only, not ${req.method}`);
+    const route = match.route;
     const denied = authorize(req, route);
     if (denied) throw denied;
-    return route.handle(url);
+    const body = method === 'post' ? await readJson(req) : undefined;
+    return route.handle(url, { url, params: match.params, body });
   };
 
   const httpServer = http.createServer((req, res) => {
@@ -215,7 +388,7 @@ export async function startAdmin(server: PgShardServer, metrics: Metrics, cfg: A
         if (e instanceof HttpError) {
           const headers: Record<string, string> = {};
           if (e.status === 401) headers['WWW-Authenticate'] = 'Bearer realm="pgshard admin"';
-          if (e.status === 405) headers.Allow = 'GET, HEAD';
+          if (e instanceof MethodError) headers.Allow = allowed(e.methods);
           return { status: e.status, body: { error: e.message }, headers };
         }
         alog.error({ err: e, path }, 'admin request failed');

@@ -5,7 +5,13 @@
 import { PGSHARD_VERSION } from '../version.js';
 
 export interface RouteDoc {
+  /** With `{name}` for path parameters. */
   path: string;
+  /** Default: get. */
+  method?: 'get' | 'post' | 'delete';
+  pathParams?: { name: string; description: string }[];
+  /** A JSON request body: field → type. */
+  body?: Record<string, 'string' | 'integer'>;
   summary: string;
   /** Query parameters. */
   params?: { name: string; description: string; required: boolean }[];
@@ -27,23 +33,31 @@ export function openApiDocument(routes: readonly RouteDoc[], opts: { tokenConfig
   const errorResponse = (description: string) => ({ description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } });
   const paths: Record<string, object> = {};
   for (const r of routes) {
-    const responses: Record<string, object> = {
-      '200': {
-        description: 'OK',
-        content: { [r.produces ?? 'application/json']: { schema: r.produces ? { type: 'string' } : { type: 'object' } } },
-      },
-    };
-    for (const [status, description] of Object.entries(r.responses ?? {})) responses[status] = errorResponse(description);
+    const ok = { content: { [r.produces ?? 'application/json']: { schema: r.produces ? { type: 'string' } : { type: 'object' } } } };
+    const responses: Record<string, object> = r.responses?.['202'] ? {} : { '200': { description: 'OK', ...ok } };
+    for (const [status, description] of Object.entries(r.responses ?? {})) responses[status] = status === '202' ? { description, ...ok } : errorResponse(description);
     if (!r.public) {
       responses['401'] = errorResponse('admin.token is set and the request has no or a wrong "Authorization: Bearer" header.');
       responses['403'] = errorResponse('admin.token is not set and the client is not on a loopback address.');
     }
+    const method = r.method ?? 'get';
+    const parameters = [
+      ...(r.pathParams ?? []).map((p) => ({ name: p.name, in: 'path', required: true, description: p.description, schema: { type: 'string' } })),
+      ...(r.params ?? []).map((p) => ({ name: p.name, in: 'query', required: p.required, description: p.description, schema: { type: 'string' } })),
+    ];
     paths[r.path] = {
-      get: {
+      ...paths[r.path],
+      [method]: {
         summary: r.summary,
-        operationId: r.path.replace(/[^A-Za-z0-9]+/g, '_').replace(/^_|_$/g, '') || 'root',
-        ...(r.params?.length
-          ? { parameters: r.params.map((p) => ({ name: p.name, in: 'query', required: p.required, description: p.description, schema: { type: 'string' } })) }
+        operationId: `${method === 'get' ? '' : `${method}_`}${r.path.replace(/[^A-Za-z0-9]+/g, '_').replace(/^_|_$/g, '') || 'root'}`,
+        ...(parameters.length ? { parameters } : {}),
+        ...(r.body
+          ? {
+              requestBody: {
+                required: true,
+                content: { 'application/json': { schema: { type: 'object', properties: Object.fromEntries(Object.entries(r.body).map(([k, v]) => [k, { type: v }])) } } },
+              },
+            }
           : {}),
         ...(r.public ? { security: [] } : {}),
         responses,

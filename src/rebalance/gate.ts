@@ -19,6 +19,8 @@ interface Held {
 
 export class CutoverGate {
   private held: Held | null = null;
+  /** Grows with every cut-over: sessions note it when they start work while the gate is closed. */
+  epoch = 0;
   /** Statements that waited at the current or last cut-over. */
   heldStatements = 0;
 
@@ -33,6 +35,7 @@ export class CutoverGate {
     if (this.held) throw new Error('a cut-over is already in progress');
     let release!: () => void;
     const released = new Promise<void>((r) => (release = r));
+    this.epoch++;
     this.held = { before: new Router(before, this.tables), after: new Router(after, this.tables), released, release };
     this.heldStatements = 0;
   }

@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { Config, ShardConfig } from '../config/schema.js';
 import { Topology } from '../topology/topology.js';
 import { CutoverGate } from '../rebalance/gate.js';
+import { Rebalancer, type RebalanceMetrics } from '../rebalance/engine.js';
 import { clientDatabase } from '../config/load.js';
 import { ShardPool } from '../pool/pool.js';
 import { loadCredentials } from '../auth/credentials.js';
@@ -50,6 +51,10 @@ export class PgShardServer {
   topology!: Topology;
   /** Holds statements on moving keys during a rebalance's cut-over. */
   gate!: CutoverGate;
+  /** Adds and removes shards with their data (src/rebalance). */
+  rebalancer!: Rebalancer;
+  /** Where the rebalance reports rows copied, lag and pause (the admin API's metrics, when it runs). */
+  rebalanceMetrics: RebalanceMetrics | null = null;
   private tlsContext: tls.SecureContext | null = null;
   private stopping = false;
   /** Told about requests, errors, transactions, checkouts and client sockets (the metrics). Set before start(). */
@@ -72,6 +77,17 @@ export class PgShardServer {
     for (const s of this.topology.shards) this.pools.set(s.id, new ShardPool(s, cfg.pool, this.log));
     this.router = new Router(this.topology.ring, cfg.tables);
     this.topology.onChange((next, ring) => this.applyTopology(next.shards, ring));
+    const server = this;
+    this.rebalancer = new Rebalancer({
+      config: cfg,
+      topology: this.topology,
+      gate: this.gate,
+      quiet: () => this.sessionsQuietForCutover(),
+      log: this.log,
+      get metrics() {
+        return server.rebalanceMetrics;
+      },
+    });
     this.analyzer = new StatementAnalyzer(cfg.tables, cfg.unknown_tables, cfg.limits.statement_cache_size);
     const analyzer = this.analyzer;
     this.ids64 = new IdGenerator(cfg.ids.node_id, 'int64');
@@ -147,6 +163,8 @@ export class PgShardServer {
       this.server!.once('error', reject);
       this.server!.listen(cfg.listen.port, cfg.listen.host, () => resolve());
     });
+    // A rebalance the last process left running is finished or rolled back, in the background.
+    this.rebalancer.resume();
     const addr = this.server.address() as net.AddressInfo;
     this.log.info({ host: cfg.listen.host, port: addr.port, shards: this.topology.shards.map((s) => s.id), topology: this.topology.file, version: this.topology.version }, 'pgshard listening');
     return addr.port;
@@ -295,6 +313,7 @@ export class PgShardServer {
     if (this.columnTimer) clearInterval(this.columnTimer);
     if (this.recoveryTimer) clearInterval(this.recoveryTimer);
     this.timeouts?.stop();
+    await this.rebalancer?.shutdown();
     // close() resolves only when every connection has ended, so it is awaited after the sessions are closed.
     const closed = new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     const deadline = Date.now() + graceMs;

@@ -2237,9 +2237,17 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
   }
 
   private gateHeld = false;
+  /** The gate's epoch when this session last started work (a statement or transaction) while it was closed. */
+  private workEpoch = 0;
 
-  /** Waits at the cut-over gate if one of the statements touches a moving key; null: go on now. */
+  /**
+   * Waits at the cut-over gate if one of the statements touches a moving key; null: go on now. Work
+   * begun before the gate closed (an open transaction) goes on on the old ring: the cut-over waits for it.
+   */
   private holdAtGate(stmts: readonly StatementInfo[], hint: RoutingHint | null, params: BindParams | null): Promise<void> | null {
+    const gate = this.svc.gate;
+    if (!this.backend && this.parked.size === 0) this.workEpoch = gate.epoch;
+    else if (this.workEpoch !== gate.epoch) return null;
     for (const st of stmts) {
       const held = this.svc.gate.holdFor(st, hint, params, this.sessionShard);
       if (held) {
@@ -2255,7 +2263,9 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
    * run (it holds no backend, and is not between routing and checkout unless it waits at the gate).
    */
   get quietForCutover(): boolean {
-    return (this.gateHeld || !this.busy) && !this.backend && this.parked.size === 0;
+    // Work started while the gate is closed passed it: it touches no moving key.
+    if (this.gateHeld || this.workEpoch === this.svc.gate.epoch) return true;
+    return !this.busy && !this.backend && this.parked.size === 0;
   }
 
   /** What the admin console's SHOW CLIENTS says of this session: its state and the shards it holds now. */

@@ -17,7 +17,10 @@ export interface RebalanceRecord {
   to: ShardConfig[];
   /** Per source shard: its replication slot and publication (created in `copying`, dropped in `cleaning`). */
   sources: { shard: string; slot: string; publication: string }[];
+  /** Rows copied to their new owner (and reference rows copied to a new shard). */
   rowsCopied: number;
+  /** Rows read from the sources' snapshots so far, of rowsTotal. */
+  rowsScanned: number;
   rowsTotal: number;
   rowsCleaned: number;
   /** Longest and last cut-over pause, ms. */

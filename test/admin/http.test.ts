@@ -8,7 +8,14 @@ import { isLoopback } from '../../src/admin/http.js';
 import { getJson, getText, startStack } from './helpers.js';
 
 const TOKEN = 'let-me-in';
-const SERVED = ['/metrics', '/health', '/ready', '/shards', '/ring', '/route', '/openapi.json'];
+const SERVED = ['/metrics', '/health', '/ready', '/shards', '/ring', '/route', '/openapi.json', '/rebalance', '/rebalance/cancel', '/shards/{id}'];
+/** Every operation served, as "method path". */
+const OPERATIONS = [
+  ...['/metrics', '/health', '/ready', '/shards', '/ring', '/route', '/openapi.json', '/rebalance'].map((p) => `get ${p}`),
+  'post /shards',
+  'delete /shards/{id}',
+  'post /rebalance/cancel',
+];
 
 /** A non-loopback address of this machine, to reach the admin API as a remote client would. */
 function externalAddress(): string {
@@ -42,7 +49,7 @@ t.test('with a token', async (t) => {
 
   t.test('every route but /health needs the bearer token, from anywhere', async (t) => {
     for (const base of [stack.adminUrl, remote])
-      for (const p of SERVED.filter((p) => p !== '/health')) {
+      for (const p of OPERATIONS.filter((o) => o.startsWith('get ') && o !== 'get /health').map((o) => o.slice(4))) {
         const none = await getText(`${base}${p}`);
         t.equal(none.status, 401, `${base}${p} without a token`);
         t.match(JSON.parse(none.text), { error: /Authorization: Bearer/ }, 'the error says what to send');
@@ -54,6 +61,54 @@ t.test('with a token', async (t) => {
     const ok = await getText(`${remote}/metrics`, auth);
     t.equal(ok.status, 200, 'a remote client with the token gets /metrics');
     t.match(ok.text, /^pgshard_queries_total\{/m);
+  });
+
+  t.test('adding and removing shards: validation, unknown shards, nothing to cancel', async (t) => {
+    const send = async (method: string, path: string, body?: unknown, headers: Record<string, string> = auth) => {
+      const res = await fetch(`${stack.adminUrl}${path}`, { method, headers: { ...headers, 'content-type': 'application/json' }, ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }) });
+      return { status: res.status, body: (await res.json()) as { error?: string; state?: string } };
+    };
+    t.equal((await send('POST', '/shards', { id: 'x' }, {})).status, 401, 'POST /shards needs the token');
+    t.equal((await send('DELETE', '/shards/s0', undefined, {})).status, 401, 'DELETE /shards/{id} needs the token');
+    t.equal((await send('POST', '/rebalance/cancel', undefined, {})).status, 401);
+    const bad = await send('POST', '/shards', { id: 'bad id!', host: '', port: 70000, database: 'app', user: 'app' });
+    t.equal(bad.status, 400);
+    t.match(bad.body.error, /^POST \/shards needs a JSON body \{id, host, port, database, user, password, weight\}: /);
+    t.match(bad.body.error, /id: shard ids are letters, digits, _ and -/);
+    t.match(bad.body.error, /port: /);
+    const notJson = await send('POST', '/shards', '{"id": ');
+    t.equal(notJson.status, 400);
+    t.match(notJson.body.error, /not valid JSON .*send a JSON object/);
+    const none = await send('POST', '/shards');
+    t.equal(none.status, 400, 'no body');
+    const extra = await send('POST', '/shards', { id: 's9', host: 'h', database: 'd', user: 'u', colour: 'red' });
+    t.equal(extra.status, 400);
+    t.match(extra.body.error, /colour/);
+    const taken = await send('POST', '/shards', { id: 's1', host: '127.0.0.1', port: 5432, database: 'app', user: 'app' });
+    t.equal(taken.status, 409);
+    t.match(taken.body.error, /shard "s1" is already in the topology: choose another id/);
+    const unreachable = await send('POST', '/shards', { id: 's9', host: '127.0.0.1', port: 1, database: 'app', user: 'app', password: 'app' });
+    t.equal(unreachable.status, 400);
+    t.match(unreachable.body.error, /^cannot connect to shard "s9" at 127\.0\.0\.1:1 database app as app \(.*\): check its host, port, database, user and password$/);
+    const s1 = stack.shards.clusters[1]!;
+    await stack.shards.clusters[0]!.query('CREATE TABLE nopk (x int)', 'app');
+    const noPk = await send('POST', '/shards', { id: 's9', host: '127.0.0.1', port: s1.port, database: 'app', user: 'app', password: 'app' });
+    await stack.shards.clusters[0]!.query('DROP TABLE nopk', 'app');
+    t.equal(noPk.status, 400);
+    t.match(noPk.body.error, /^table "nopk" has no primary key: rebalancing needs one .*ALTER TABLE nopk ADD PRIMARY KEY/);
+    t.same((await getJson(`${stack.adminUrl}/rebalance`, auth)).body, { state: 'none' }, 'refused before anything started');
+    const unknown = await send('DELETE', '/shards/nope');
+    t.equal(unknown.status, 404);
+    t.match(unknown.body.error, /shard "nope" is not in the topology: GET \/shards lists the shards/);
+    const cancel = await send('POST', '/rebalance/cancel');
+    t.equal(cancel.status, 409);
+    t.match(cancel.body.error, /no rebalance is running/);
+    t.same((await getJson(`${stack.adminUrl}/rebalance`, auth)).body, { state: 'none' });
+    const put = await send('PUT', '/shards');
+    t.equal(put.status, 405);
+    t.match(put.body.error, /\/shards answers GET, HEAD, POST only, not PUT/);
+    const shards = await getJson<{ id: string; status: string }[]>(`${stack.adminUrl}/shards`, auth);
+    t.same(shards.body.map((s) => [s.id, s.status]), [['s0', 'active'], ['s1', 'active'], ['s2', 'active']]);
   });
 
   t.test('/health is open', async (t) => {
@@ -101,12 +156,13 @@ t.test('with a token', async (t) => {
   });
 
   t.test('/openapi.json lists exactly the routes served', async (t) => {
-    const r = await getJson<{ openapi: string; paths: Record<string, { get: { security?: unknown[] } }> }>(`${stack.adminUrl}/openapi.json`, auth);
+    const r = await getJson<{ openapi: string; paths: Record<string, Record<string, { security?: unknown[] }>> }>(`${stack.adminUrl}/openapi.json`, auth);
     t.equal(r.status, 200);
     t.match(r.body.openapi, /^3\./);
     t.same(Object.keys(r.body.paths).sort(), [...SERVED].sort());
-    t.same(r.body.paths['/health']!.get.security, [], '/health is documented as open');
-    for (const p of Object.keys(r.body.paths)) {
+    t.same(Object.entries(r.body.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m} ${p}`)).sort(), [...OPERATIONS].sort());
+    t.same(r.body.paths['/health']!.get!.security, [], '/health is documented as open');
+    for (const p of Object.keys(r.body.paths).filter((p) => r.body.paths[p]!.get)) {
       const res = await getText(`${stack.adminUrl}${p}${p === '/route' ? '?table=users&key=1' : ''}`, auth);
       t.equal(res.status, 200, `${p} answers`);
     }
@@ -157,12 +213,14 @@ t.test('with a token', async (t) => {
 t.test('without a token: loopback clients only', async (t) => {
   const stack = await startStack(t, { adminHost: '0.0.0.0' });
   const remote = `http://${externalAddress()}:${stack.admin.port}`;
-  for (const p of SERVED.filter((p) => p !== '/health')) {
+  for (const p of OPERATIONS.filter((o) => o.startsWith('get ') && o !== 'get /health').map((o) => o.slice(4))) {
     const local = await getText(`${stack.adminUrl}${p}${p === '/route' ? '?table=users&key=1' : ''}`);
     t.equal(local.status, 200, `${p} from loopback`);
     const r = await getJson<{ error: string }>(`${remote}${p}`);
     t.equal(r.status, 403, `${p} from ${remote}`);
     t.match(r.body.error, /answers loopback clients only: connect from this host, or set admin\.token/);
   }
+  const post = await fetch(`${remote}/shards`, { method: 'POST', body: '{}' });
+  t.equal(post.status, 403, 'POST /shards from a remote client without a token');
   t.equal((await getText(`${remote}/health`)).status, 200, '/health stays open');
 });

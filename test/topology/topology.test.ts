@@ -39,7 +39,7 @@ t.test('a rebalance state change keeps the ring and the version', async (t) => {
   const file = path.join(dir, 'topology.json');
   const topo = Topology.open(config(file), 'x');
   const ring = topo.ring;
-  topo.setRebalance({ id: 'r1', kind: 'add', shard: 'c', phase: 'copying', from: [], to: [], sources: [], rowsCopied: 5, rowsTotal: 9, rowsCleaned: 0, pauseMs: null, cutoverAttempts: 0, startedAt: 'now', finishedAt: null, error: null });
+  topo.setRebalance({ id: 'r1', kind: 'add', shard: 'c', phase: 'copying', from: [], to: [], sources: [], rowsCopied: 5, rowsScanned: 7, rowsTotal: 9, rowsCleaned: 0, pauseMs: null, cutoverAttempts: 0, startedAt: 'now', finishedAt: null, error: null });
   t.equal(topo.ring, ring);
   t.equal(topo.version, 1);
   t.equal(JSON.parse(readFileSync(file, 'utf8')).rebalance.phase, 'copying');

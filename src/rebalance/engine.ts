@@ -1,0 +1,600 @@
+/**
+ * The rebalance: moves the rows whose owner changes when a shard is added or removed, while clients keep
+ * reading and writing, and switches the ring once the new owners hold every row of it.
+ *
+ *   planning → schema → copying → catching_up → cutting_over → cleaning → done
+ *                                      (any step before the switch) → failed | cancelled, rolled back
+ *
+ * Each step is persisted in the topology store before it starts. The ring that routes is switched in the
+ * same file write that records `cleaning`, so after a crash the file says which side of the switch we are
+ * on: before it, everything copied is rolled back (the old ring's shards still hold all their rows);
+ * after it, the clean-up is finished.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type pg from 'pg';
+import { isShardedTable, type Config, type KeyType, type ShardConfig } from '../config/schema.js';
+import type { Topology } from '../topology/topology.js';
+import { ringOf } from '../topology/topology.js';
+import type { RebalanceRecord } from '../topology/types.js';
+import type { CutoverGate } from './gate.js';
+import { Moves } from './moves.js';
+import { connect, end, ident, literal, rows, type Row } from './pg.js';
+import { copySchema, listTables, type SourceTable } from './schema-copy.js';
+import { deleteRows, hasRows, insertRows, scan, upsertRow } from './rows.js';
+import { ChangeStream, type Change } from './stream.js';
+
+export interface RebalanceMetrics {
+  rebalanceRowsCopied(rows: number): void;
+  setRebalanceLag(bytes: number): void;
+  cutover(pauseSeconds: number): void;
+}
+
+export interface RebalanceHost {
+  config: Config;
+  topology: Topology;
+  gate: CutoverGate;
+  /** True when no session runs or is about to run a statement routed on the old ring. */
+  quiet(): boolean;
+  log: Logger;
+  metrics: RebalanceMetrics | null;
+}
+
+/** A request the current state refuses (HTTP 409 / 400). */
+export class RebalanceError extends Error {
+  constructor(
+    readonly status: 400 | 404 | 409,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const ACTIVE = new Set(['planning', 'schema', 'copying', 'catching_up', 'cutting_over', 'cleaning']);
+
+interface TableInfo {
+  name: string;
+  columns: string[];
+  primaryKey: string[];
+  /** Sharded tables: the key column and type. Reference tables: null. */
+  key: { column: string; index: number; type: KeyType } | null;
+}
+
+class Cancelled extends Error {}
+/** pgshard is stopping: the persisted state stays as it is, for the next start to finish or roll back. */
+class Stopped extends Error {}
+
+export class Rebalancer {
+  private running: Promise<void> | null = null;
+  private cancelRequested = false;
+  private streams: ChangeStream[] = [];
+  private streamError: Error | null = null;
+  lagBytes = 0;
+  private readonly log: Logger;
+
+  constructor(private readonly host: RebalanceHost) {
+    this.log = host.log.child({ component: 'rebalance' });
+  }
+
+  get record(): RebalanceRecord | null {
+    return this.host.topology.rebalance;
+  }
+
+  get active(): boolean {
+    const r = this.record;
+    return r !== null && ACTIVE.has(r.phase);
+  }
+
+  /** Waits for the running rebalance (tests, shutdown). */
+  async settled(): Promise<void> {
+    await this.running;
+  }
+
+  async addShard(shard: ShardConfig): Promise<RebalanceRecord> {
+    const cur = this.host.topology.shards;
+    if (cur.some((s) => s.id === shard.id)) throw new RebalanceError(409, `shard "${shard.id}" is already in the topology: choose another id, or remove it first`);
+    this.refuseIfBusy();
+    return this.checked(() => this.preflight(cur, [shard]), () => this.begin('add', shard.id, [...cur.map((s) => ({ ...s })), shard]));
+  }
+
+  async removeShard(id: string): Promise<RebalanceRecord> {
+    const cur = this.host.topology.shards;
+    if (!cur.some((s) => s.id === id)) throw new RebalanceError(404, `shard "${id}" is not in the topology: GET /shards lists the shards`);
+    if (cur.length === 1) throw new RebalanceError(409, `shard "${id}" is the only shard: add another one before removing it`);
+    this.refuseIfBusy();
+    return this.checked(() => this.preflight(cur.filter((s) => s.id === id), cur.filter((s) => s.id !== id)), () => this.begin('remove', id, cur.filter((s) => s.id !== id).map((s) => ({ ...s }))));
+  }
+
+  private starting = false;
+
+  private refuseIfBusy(): void {
+    if (this.active || this.running || this.starting)
+      throw new RebalanceError(409, `a rebalance is already running (${this.record?.kind} ${this.record?.shard}, phase ${this.record?.phase}): wait for it (GET /rebalance) or cancel it (POST /rebalance/cancel)`);
+  }
+
+  /** Runs the checks with the start reserved, so that two requests cannot both pass them. */
+  private async checked(check: () => Promise<void>, start: () => RebalanceRecord): Promise<RebalanceRecord> {
+    this.starting = true;
+    try {
+      await check();
+    } finally {
+      this.starting = false;
+    }
+    return start();
+  }
+
+  /**
+   * What can be known before anything changes: every shard involved answers, the sources decode logical
+   * replication, and the tables have the primary keys the move needs. A failure is a 400 saying what to fix.
+   */
+  private async preflight(sources: readonly ShardConfig[], destinations: readonly ShardConfig[]): Promise<void> {
+    const clients: pg.Client[] = [];
+    try {
+      for (const s of [...sources, ...destinations]) {
+        let c: pg.Client;
+        try {
+          c = await connect(s);
+        } catch (e) {
+          throw new RebalanceError(400, `cannot connect to shard "${s.id}" at ${s.host}:${s.port} database ${s.database} as ${s.user} (${(e as Error).message}): check its host, port, database, user and password`);
+        }
+        clients.push(c);
+        if (sources.includes(s)) {
+          const [[level]] = (await rows(c, 'SHOW wal_level')) as [[string]];
+          if (level !== 'logical') throw new RebalanceError(400, `shard "${s.id}" has wal_level = ${level}: rebalancing reads its changes by logical decoding; set wal_level = logical in its postgresql.conf and restart it`);
+        }
+      }
+      this.tableInfo(await listTables(clients[0]!));
+    } finally {
+      for (const c of clients) await end(c);
+    }
+  }
+
+  cancel(): RebalanceRecord {
+    const r = this.record;
+    if (!r || !ACTIVE.has(r.phase)) throw new RebalanceError(409, 'no rebalance is running: GET /rebalance shows the last one');
+    if (r.phase === 'cleaning') throw new RebalanceError(409, 'the rebalance has already switched the ring and is deleting moved rows from their old shards: it can no longer be cancelled, let it finish');
+    this.cancelRequested = true;
+    return r;
+  }
+
+  /** At start: a rebalance the last process left running is finished (after the switch) or rolled back. */
+  resume(): void {
+    const r = this.record;
+    if (!r || !ACTIVE.has(r.phase)) return;
+    const switched = sameShards(this.host.topology.shards, r.to);
+    this.log.warn({ rebalance: r.id, phase: r.phase, switched }, switched ? 'resuming the clean-up of an interrupted rebalance' : 'rolling back an interrupted rebalance');
+    this.running = (switched ? this.cleanUp(r) : this.rollBack(r, 'failed', `interrupted in phase ${r.phase} (pgshard restarted); rolled back: start it again`)).finally(() => (this.running = null));
+  }
+
+  private begin(kind: 'add' | 'remove', shard: string, to: ShardConfig[]): RebalanceRecord {
+    this.refuseIfBusy();
+    const id = `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
+    const record: RebalanceRecord = {
+      id,
+      kind,
+      shard,
+      phase: 'planning',
+      from: this.host.topology.shards.map((s) => ({ ...s })),
+      to,
+      sources: [],
+      rowsCopied: 0,
+      rowsScanned: 0,
+      rowsTotal: 0,
+      rowsCleaned: 0,
+      pauseMs: null,
+      cutoverAttempts: 0,
+      startedAt: new Date().toISOString(),
+      finishedAt: null,
+      error: null,
+    };
+    this.cancelRequested = false;
+    this.streamError = null;
+    this.host.topology.setRebalance(record);
+    this.running = this.run(record).finally(() => (this.running = null));
+    return record;
+  }
+
+  private save(r: RebalanceRecord, patch: Partial<RebalanceRecord>): RebalanceRecord {
+    Object.assign(r, patch);
+    this.host.topology.setRebalance({ ...r });
+    return r;
+  }
+
+  /** Stops the streams and leaves the persisted state for the next start (resume()). */
+  async shutdown(): Promise<void> {
+    this.stopped = true;
+    await this.stopStreams();
+    const running = this.running;
+    if (running) await Promise.race([running, sleep(5000)]);
+  }
+  private stopped = false;
+
+  private checkCancel(): void {
+    if (this.stopped) throw new Stopped('pgshard is stopping');
+    if (this.cancelRequested) throw new Cancelled('cancelled');
+    if (this.streamError) throw this.streamError;
+  }
+
+  private async run(r: RebalanceRecord): Promise<void> {
+    const clients = new Map<string, pg.Client>();
+    const client = async (s: ShardConfig): Promise<pg.Client> => {
+      let c = clients.get(s.id);
+      if (!c) {
+        c = await connect(s);
+        clients.set(s.id, c);
+      }
+      return c;
+    };
+    try {
+      const moves = new Moves(ringOf({ shards: r.from, vnodes: this.host.topology.state.vnodes }), ringOf({ shards: r.to, vnodes: this.host.topology.state.vnodes }));
+      const sources = r.kind === 'add' ? r.from : r.from.filter((s) => s.id === r.shard);
+      const destinations = r.kind === 'add' ? r.to.filter((s) => s.id === r.shard) : r.to;
+      const byId = new Map([...r.from, ...r.to].map((s) => [s.id, s]));
+
+      // planning: the tables, and what rebalancing needs of them.
+      const catalog = await listTables(await client(sources[0]!));
+      const tables = this.tableInfo(catalog);
+      this.checkCancel();
+
+      // schema: the new shard gets the tables (add only); its tables must be empty.
+      this.save(r, { phase: 'schema' });
+      if (r.kind === 'add') {
+        const target = await client(destinations[0]!);
+        const created = await copySchema(await client(sources[0]!), target, catalog);
+        if (created.length) this.log.info({ shard: r.shard, tables: created }, 'created the tables on the new shard');
+        for (const t of tables.values())
+          if (await hasRows(target, t.name)) throw new RebalanceError(409, `table "${t.name}" on the new shard "${r.shard}" already has rows: empty it (or drop it) on that shard and add the shard again`);
+      }
+      this.checkCancel();
+
+      // copying: a slot with an exported snapshot per source; the moving rows of that snapshot.
+      this.save(r, { phase: 'copying', sources: sources.map((s) => ({ shard: s.id, slot: `pgshard_rb_${r.id}_${s.id.replace(/[^A-Za-z0-9_]/g, '_')}`.toLowerCase(), publication: `pgshard_rb_${r.id}` })) });
+      const sharded = [...tables.values()].filter((t) => t.key);
+      const reference = [...tables.values()].filter((t) => !t.key);
+      const referenceSource = sources[0]!.id;
+      const dests = async (id: string) => client(byId.get(id)!);
+      const starts: { source: ShardConfig; slot: string; publication: string; snap: pg.Client }[] = [];
+      try {
+        // Every slot and its snapshot first (each held open by a transaction that imported it), so that
+        // the total to read is counted in the very snapshots that are read.
+        let total = 0;
+        for (const src of r.sources) {
+          const source = byId.get(src.shard)!;
+          const c = await client(source);
+          const published = [...sharded, ...(r.kind === 'add' && source.id === referenceSource ? reference : [])];
+          await c.query(`CREATE PUBLICATION ${ident(src.publication)} FOR TABLE ${published.map((t) => qualifiedName(t.name)).join(', ')}`);
+          const repl = await connect(source, true);
+          try {
+            const [[, , snapshot]] = (await rows(repl, `CREATE_REPLICATION_SLOT ${ident(src.slot)} LOGICAL pgoutput (SNAPSHOT 'export')`)) as [[string, string, string]];
+            const snap = await connect(source);
+            starts.push({ source, ...src, snap });
+            await snap.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+            await snap.query(`SET TRANSACTION SNAPSHOT ${literal(snapshot)}`);
+          } finally {
+            await end(repl); // the snapshot is imported: the exporting connection may go
+          }
+          const last = starts[starts.length - 1]!;
+          total += await this.countRows(last.snap, published);
+          this.checkCancel();
+        }
+        this.save(r, { rowsTotal: total });
+        for (const { source, snap } of starts) {
+          for (const t of sharded) await this.copyMoving(r, snap, source.id, t, moves, dests);
+          if (r.kind === 'add' && source.id === referenceSource) for (const t of reference) await this.copyWhole(r, snap, t, await client(destinations[0]!));
+          await snap.query('COMMIT');
+          this.checkCancel();
+        }
+      } finally {
+        for (const { snap } of starts) await end(snap);
+      }
+
+      // catching_up: the changes since each snapshot, until the lag is small.
+      this.save(r, { phase: 'catching_up' });
+      const applyClients = new Map<string, pg.Client>();
+      const applyClient = async (id: string): Promise<pg.Client> => {
+        let c = applyClients.get(id);
+        if (!c) {
+          c = await connect(byId.get(id)!);
+          applyClients.set(id, c);
+        }
+        return c;
+      };
+      let applying = true;
+      for (const s of starts) {
+        const apply = (c: Change) => (applying ? this.applyChange(r, c, s.source.id, s.source.id === referenceSource, tables, moves, applyClient) : Promise.resolve());
+        const stream = new ChangeStream(s.source, s.slot, s.publication, apply, this.log, (e) => (this.streamError ??= e));
+        this.streams.push(stream);
+        stream.start();
+      }
+      const cfg = this.host.config.rebalance;
+      for (;;) {
+        this.checkCancel();
+        const t0 = Date.now();
+        const lag = await this.markAll(client, 30_000);
+        if (lag !== null && lag <= cfg.max_lag_bytes && Date.now() - t0 < cfg.max_pause_ms / 2) {
+          // cutting_over: hold new statements on moving keys, let running ones end, apply the last changes, switch.
+          this.save(r, { phase: 'cutting_over', cutoverAttempts: r.cutoverAttempts + 1 });
+          const switched = await this.cutOver(r, moves, client, () => (applying = false));
+          if (switched) break;
+          this.save(r, { phase: 'catching_up' });
+          if (r.cutoverAttempts >= 10) throw new Error(`the cut-over did not finish within rebalance.max_pause_ms (${cfg.max_pause_ms} ms) in ${r.cutoverAttempts} attempts: long transactions on moving keys kept it from finishing; raise rebalance.max_pause_ms or retry when the load is lighter`);
+          await sleep(200 * r.cutoverAttempts);
+        } else await sleep(100);
+      }
+      for (const c of applyClients.values()) await end(c);
+      await this.stopStreams();
+      await this.cleanUp(r, clients);
+    } catch (e) {
+      if (this.stopped) return;
+      const cancelled = e instanceof Cancelled;
+      if (!cancelled) this.log.error({ err: (e as Error).message, rebalance: r.id }, 'rebalance failed; rolling back');
+      await this.stopStreams();
+      // A failure after the switch is finished by the clean-up; before it, everything is rolled back.
+      if (sameShards(this.host.topology.shards, r.to)) await this.cleanUp(r, clients).catch((e2: Error) => this.save(r, { phase: 'failed', error: `clean-up failed: ${e2.message}; restart pgshard to retry it` }));
+      else await this.rollBack(r, cancelled ? 'cancelled' : 'failed', cancelled ? null : (e as Error).message, clients);
+    } finally {
+      for (const c of clients.values()) await end(c);
+      this.host.metrics?.setRebalanceLag(0);
+      this.lagBytes = 0;
+    }
+  }
+
+  private tableInfo(catalog: readonly SourceTable[]): Map<string, TableInfo> {
+    const out = new Map<string, TableInfo>();
+    const cfgTables = this.host.config.tables;
+    for (const t of catalog) {
+      const conf = cfgTables[t.name] ?? cfgTables[`public.${t.name}`];
+      const shardedConf = conf && isShardedTable(conf) ? conf : null;
+      if (!conf && this.host.config.unknown_tables === 'refuse') continue; // pgshard serves no statement on it: not moved
+      if (t.primaryKey.length === 0)
+        throw new RebalanceError(400, `table "${t.name}" has no primary key: rebalancing needs one to apply changes made while it copies (ALTER TABLE ${t.name} ADD PRIMARY KEY …), or drop the table`);
+      if (shardedConf) {
+        const index = t.columns.indexOf(shardedConf.shard_key);
+        if (index < 0) throw new RebalanceError(400, `table "${t.name}" has no column "${shardedConf.shard_key}" (its configured shard key)`);
+        if (!t.primaryKey.includes(shardedConf.shard_key))
+          throw new RebalanceError(400, `the primary key of "${t.name}" does not include its shard key "${shardedConf.shard_key}": rebalancing needs it there to know where a deleted row lived`);
+        out.set(t.name, { name: t.name, columns: t.columns, primaryKey: t.primaryKey, key: { column: shardedConf.shard_key, index, type: shardedConf.key_type } });
+      } else out.set(t.name, { name: t.name, columns: t.columns, primaryKey: t.primaryKey, key: null });
+    }
+    return out;
+  }
+
+  private async countRows(c: pg.Client, tables: readonly TableInfo[]): Promise<number> {
+    let n = 0;
+    for (const t of tables) n += Number((await rows(c, `SELECT count(*) FROM ${qualifiedName(t.name)}`))[0]![0]);
+    return n;
+  }
+
+  private async copyMoving(r: RebalanceRecord, snap: pg.Client, source: string, t: TableInfo, moves: Moves, dest: (id: string) => Promise<pg.Client>): Promise<void> {
+    const key = t.key!;
+    await scan(snap, t.name, t.columns, this.host.config.rebalance.batch_rows, async (batch) => {
+      const by = new Map<string, Row[]>();
+      for (const row of batch) {
+        const to = moves.destination(key.type, row[key.index]!, source);
+        if (!to) continue;
+        if (!by.has(to)) by.set(to, []);
+        by.get(to)!.push(row);
+      }
+      let copied = 0;
+      for (const [to, rs] of by) {
+        await insertRows(await dest(to), t.name, t.columns, rs);
+        copied += rs.length;
+      }
+      this.host.metrics?.rebalanceRowsCopied(copied);
+      this.save(r, { rowsCopied: r.rowsCopied + copied, rowsScanned: r.rowsScanned + batch.length });
+      this.checkCancel();
+    });
+  }
+
+  private async copyWhole(r: RebalanceRecord, snap: pg.Client, t: TableInfo, target: pg.Client): Promise<void> {
+    await scan(snap, t.name, t.columns, this.host.config.rebalance.batch_rows, async (batch) => {
+      await insertRows(target, t.name, t.columns, batch);
+      this.host.metrics?.rebalanceRowsCopied(batch.length);
+      this.save(r, { rowsCopied: r.rowsCopied + batch.length, rowsScanned: r.rowsScanned + batch.length });
+    });
+  }
+
+  /** One replicated change: applied to the new owner when its key moves (or, for reference tables, to the new shard). */
+  private async applyChange(
+    r: RebalanceRecord,
+    c: Change,
+    source: string,
+    referenceSource: boolean,
+    tables: Map<string, TableInfo>,
+    moves: Moves,
+    client: (id: string) => Promise<pg.Client>,
+  ): Promise<void> {
+    if (c.kind === 'truncate') throw new Error(`TRUNCATE of ${c.tables.join(', ')} on shard "${source}" during the rebalance: the moved rows can no longer be followed; rolled back, start the rebalance again`);
+    const t = tables.get(c.table);
+    if (!t) return;
+    let to: string | null;
+    if (t.key) {
+      const keyValue = c.kind === 'delete' ? c.key[t.key.column] : c.values[c.columns.indexOf(t.key.column)];
+      to = moves.destination(t.key.type, keyValue ?? null, source);
+    } else to = r.kind === 'add' && referenceSource ? r.shard : null;
+    if (!to) return;
+    const target = await client(to);
+    if (c.kind === 'delete') {
+      await deleteRows(target, t.name, t.primaryKey, [t.primaryKey.map((k) => c.key[k] ?? null)]);
+      return;
+    }
+    if (c.kind === 'update' && c.oldKey && t.primaryKey.some((k) => c.oldKey![k] !== c.values[c.columns.indexOf(k)]))
+      await deleteRows(target, t.name, t.primaryKey, [t.primaryKey.map((k) => c.oldKey![k] ?? null)]);
+    await upsertRow(target, t.name, c.columns, c.values, t.primaryKey);
+  }
+
+  /** Emits a marker on every source and waits for all; the summed lag, or null when one timed out. */
+  private async markAll(client: (s: ShardConfig) => Promise<pg.Client>, timeoutMs: number): Promise<number | null> {
+    const lags = await Promise.all(this.streams.map(async (s) => s.marker(await client(s.source), timeoutMs)));
+    if (lags.some((l) => l === null)) return null;
+    const lag = lags.reduce<number>((a, b) => a + (b ?? 0), 0);
+    this.lagBytes = lag;
+    this.host.metrics?.setRebalanceLag(lag);
+    return lag;
+  }
+
+  private async cutOver(r: RebalanceRecord, moves: Moves, client: (s: ShardConfig) => Promise<pg.Client>, stopApplying: () => void): Promise<boolean> {
+    const maxPause = this.host.config.rebalance.max_pause_ms;
+    const t0 = performance.now();
+    const deadline = t0 + maxPause;
+    this.host.gate.close(moves.before, moves.after);
+    try {
+      // Statements routed on the old ring before the gate closed finish (or their transactions end).
+      while (!this.host.quiet()) {
+        if (performance.now() > deadline) return this.cutoverFailed(r, 'statements on the old ring were still running');
+        await sleep(2);
+      }
+      // Everything they committed on the sources reaches the new owners.
+      const left = Math.max(1, deadline - performance.now());
+      const lag = await this.markAll(client, left);
+      if (lag === null) return this.cutoverFailed(r, 'the last changes were not applied in time');
+      stopApplying();
+      const pauseMs = Math.round(performance.now() - t0);
+      // The switch: new ring and the clean-up phase in one write of the topology file.
+      const record: RebalanceRecord = { ...r, phase: 'cleaning', pauseMs: Math.max(pauseMs, r.pauseMs ?? 0) };
+      Object.assign(r, record);
+      this.host.topology.setShards(r.to, { ...record });
+      this.host.metrics?.cutover(pauseMs / 1000);
+      this.log.info({ rebalance: r.id, pause_ms: pauseMs, held: this.host.gate.heldStatements, version: this.host.topology.version }, 'cut over to the new ring');
+      return true;
+    } finally {
+      this.host.gate.open();
+    }
+  }
+
+  private cutoverFailed(r: RebalanceRecord, why: string): false {
+    this.log.warn({ rebalance: r.id, attempt: r.cutoverAttempts, why }, `cut-over abandoned after rebalance.max_pause_ms: ${why}; retrying`);
+    return false;
+  }
+
+  private async stopStreams(): Promise<void> {
+    const s = this.streams;
+    this.streams = [];
+    await Promise.all(s.map((x) => x.stop()));
+  }
+
+  /** Drops the slots and publications a rebalance made on its sources. */
+  private async dropReplication(r: RebalanceRecord, client: (s: ShardConfig) => Promise<pg.Client>): Promise<void> {
+    const byId = new Map([...r.from, ...r.to].map((s) => [s.id, s]));
+    for (const src of r.sources) {
+      const s = byId.get(src.shard);
+      if (!s) continue;
+      const c = await client(s);
+      // A walsender still attached (a stream being stopped) keeps the slot active: end it first.
+      for (let i = 0; i < 50; i++) {
+        const [row] = await rows(c, `SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1`, [src.slot]);
+        if (!row) break;
+        if (row[0] !== null) {
+          await c.query('SELECT pg_terminate_backend($1)', [row[0]]);
+          await sleep(50);
+          continue;
+        }
+        await c.query('SELECT pg_drop_replication_slot($1)', [src.slot]).catch(() => undefined);
+      }
+      await c.query(`DROP PUBLICATION IF EXISTS ${ident(src.publication)}`);
+    }
+  }
+
+  private clientsFor(existing?: Map<string, pg.Client>): { client: (s: ShardConfig) => Promise<pg.Client>; close: () => Promise<void> } {
+    const own = new Map<string, pg.Client>();
+    return {
+      client: async (s) => {
+        const c = existing?.get(s.id) ?? own.get(s.id);
+        if (c) return c;
+        const n = await connect(s);
+        own.set(s.id, n);
+        return n;
+      },
+      close: async () => {
+        for (const c of own.values()) await end(c);
+      },
+    };
+  }
+
+  /** After the switch: the moved rows leave their old shards, in batches; slots and publications go. */
+  private async cleanUp(r: RebalanceRecord, existing?: Map<string, pg.Client>): Promise<void> {
+    const { client, close } = this.clientsFor(existing);
+    try {
+      if (r.phase !== 'cleaning') this.save(r, { phase: 'cleaning' });
+      await this.dropReplication(r, client);
+      const moves = new Moves(ringOf({ shards: r.from, vnodes: this.host.topology.state.vnodes }), ringOf({ shards: r.to, vnodes: this.host.topology.state.vnodes }));
+      const sources = r.kind === 'add' ? r.from : r.from.filter((s) => s.id === r.shard);
+      for (const s of sources) {
+        const c = await client(s);
+        const tables = this.tableInfo(await listTables(c));
+        for (const t of tables.values()) {
+          if (!t.key) continue;
+          const n = await this.deleteWhere(c, t, (key) => moves.destination(t.key!.type, key, s.id) !== null);
+          if (n) this.save(r, { rowsCleaned: r.rowsCleaned + n });
+        }
+      }
+      this.save(r, { phase: 'done', finishedAt: new Date().toISOString() });
+      this.log.info({ rebalance: r.id, kind: r.kind, shard: r.shard, rows_copied: r.rowsCopied, rows_scanned: r.rowsScanned, rows_cleaned: r.rowsCleaned, pause_ms: r.pauseMs }, 'rebalance done');
+    } finally {
+      await close();
+    }
+  }
+
+  /** Before the switch: the copies on the receiving shards go, and slots and publications; the ring stays. */
+  private async rollBack(r: RebalanceRecord, phase: 'failed' | 'cancelled', error: string | null, existing?: Map<string, pg.Client>): Promise<void> {
+    const { client, close } = this.clientsFor(existing);
+    try {
+      await this.dropReplication(r, client);
+      const moves = new Moves(ringOf({ shards: r.from, vnodes: this.host.topology.state.vnodes }), ringOf({ shards: r.to, vnodes: this.host.topology.state.vnodes }));
+      const copied = ['copying', 'catching_up', 'cutting_over'].includes(r.phase);
+      const destinations = !copied ? [] : r.kind === 'add' ? r.to.filter((s) => s.id === r.shard) : r.to;
+      for (const d of destinations) {
+        const c = await client(d);
+        const tables = this.tableInfo(await listTables(c));
+        for (const t of tables.values()) {
+          if (!t.key) {
+            // Reference rows were copied only to a new shard, which held none before.
+            if (r.kind === 'add') await c.query(`DELETE FROM ${qualifiedName(t.name)}`);
+            continue;
+          }
+          // Rows whose key the routing ring gives to another shard are copies made by this rebalance.
+          await this.deleteWhere(c, t, (key) => moves.owners(t.key!.type, key)?.from !== d.id);
+        }
+      }
+      this.save(r, { phase, error, finishedAt: new Date().toISOString() });
+      this.log.warn({ rebalance: r.id, phase, error }, 'rebalance rolled back');
+    } catch (e) {
+      this.save(r, { phase: 'failed', error: `${error ?? 'cancelled'}; the roll-back failed too (${(e as Error).message}): restart pgshard to retry it` });
+    } finally {
+      await close();
+    }
+  }
+
+  /** Deletes, in batches, the rows of `t` whose key `doomed` says must go. */
+  private async deleteWhere(c: pg.Client, t: TableInfo, doomed: (key: string | null) => boolean): Promise<number> {
+    const key = t.key!;
+    const cols = [...t.primaryKey];
+    const keyAt = cols.indexOf(key.column);
+    const batchRows = this.host.config.rebalance.batch_rows;
+    const victims: Row[] = [];
+    await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    try {
+      await scan(c, t.name, cols, batchRows * 10, async (batch) => {
+        for (const row of batch) if (doomed(row[keyAt] ?? null)) victims.push(row);
+      });
+    } finally {
+      await c.query('COMMIT');
+    }
+    let n = 0;
+    for (let i = 0; i < victims.length; i += batchRows) n += await deleteRows(c, t.name, cols, victims.slice(i, i + batchRows));
+    return n;
+  }
+}
+
+function qualifiedName(name: string): string {
+  const dot = name.indexOf('.');
+  return dot < 0 ? ident(name) : `${ident(name.slice(0, dot))}.${ident(name.slice(dot + 1))}`;
+}
+
+function sameShards(a: readonly ShardConfig[], b: readonly ShardConfig[]): boolean {
+  const x = a.map((s) => s.id).sort();
+  const y = b.map((s) => s.id).sort();
+  return x.length === y.length && x.every((id, i) => id === y[i]);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
