@@ -161,6 +161,13 @@ export const configSchema = z
   .superRefine((c, ctx) => {
     if (c.admin && onlyOneSecret(c.admin.token, c.admin.token_env, c.admin.token_file) > 1)
       ctx.addIssue({ code: 'custom', path: ['admin'], message: 'give one of token, token_env, token_file' });
+    // Without a token the API would answer loopback clients only; bound beyond loopback that is a mistake.
+    if (c.admin && onlyOneSecret(c.admin.token, c.admin.token_env, c.admin.token_file) === 0 && !/^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(c.admin.host))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['admin', 'host'],
+        message: `the admin API on "${c.admin.host}" is reachable beyond this host: set admin.token (or token_env / token_file), or bind it to 127.0.0.1`,
+      });
     for (const [name, t] of Object.entries(c.tables)) {
       if ('generated' in t && t.generated && t.key_type !== 'bigint')
         ctx.addIssue({ code: 'custom', path: ['tables', name, 'generated'], message: 'generated keys need key_type: bigint' });
