@@ -93,7 +93,7 @@ function routes(server: PgShardServer, metrics: Metrics, openapi: () => unknown)
       handle: () =>
         json(
           200,
-          server.config.shards.map((s) => {
+          server.topology.shards.map((s) => {
             const pool = server.pools.get(s.id);
             const st = pool?.stats();
             const h = metrics.health?.get(s.id);
@@ -140,7 +140,7 @@ function routes(server: PgShardServer, metrics: Metrics, openapi: () => unknown)
           throw new HttpError(400, `/route needs the parameters table and key, e.g. /route?table=users&key=42 (missing: ${[!table && 'table', key === null && 'key'].filter(Boolean).join(', ')})`);
         await initHash();
         try {
-          return json(200, routeKey(server.config, table, key));
+          return json(200, routeKey({ ...server.config, shards: [...server.topology.shards] }, table, key));
         } catch (e) {
           if (e instanceof RouteKeyError) throw new HttpError(400, e.message);
           if (e instanceof KeyValueError) throw new HttpError(400, `${e.message}${e.hint ? ` (${e.hint})` : ''}`);

@@ -194,7 +194,7 @@ export class Metrics implements ProxyObserver {
     if (this.server === server) return;
     this.health?.stop();
     this.server = server;
-    for (const s of server.config.shards) {
+    for (const s of server.topology?.shards ?? server.config.shards) {
       this.queryCellsFor(s.id);
       this.checkoutCell(s.id);
     }
@@ -235,6 +235,9 @@ export class Metrics implements ProxyObserver {
     ).register(r);
     new ReadMetric(`${p}pool_connections_max`, 'Most connections a shard pool opens (pool.size).', 'gauge', () => perShard(() => this.server!.config.pool.size)).register(r);
     new ReadMetric(`${p}pool_clients_waiting`, 'Requests waiting for a connection, per shard pool.', 'gauge', () => perShard((pool) => pool.stats().waiting)).register(r);
+
+    new ReadMetric(`${p}shard_received_bytes_total`, 'Bytes received from each shard by its pool connections.', 'counter', () => perShard((pool) => pool.bytes().received)).register(r);
+    new ReadMetric(`${p}shard_sent_bytes_total`, 'Bytes sent to each shard by its pool connections.', 'counter', () => perShard((pool) => pool.bytes().sent)).register(r);
 
     const health = (pool: ShardPool) => {
       const h = this.health;

@@ -111,6 +111,17 @@ const transactions = z
   })
   .strict();
 
+const rebalance = z
+  .object({
+    /** At cut-over, statements on moving keys wait at most this long; past it the cut-over is retried later. */
+    max_pause_ms: z.number().int().min(10).max(60_000).default(2000),
+    /** Cut-over starts once the changes not yet applied on the new owners are at most this many bytes of WAL. */
+    max_lag_bytes: z.number().int().min(0).default(64 * 1024),
+    /** Rows per statement when copying and when deleting moved rows. */
+    batch_rows: z.number().int().min(1).max(100_000).default(1000),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     listen: z
@@ -151,6 +162,9 @@ export const configSchema = z
       })
       .strict()
       .optional(),
+    /** Where the shard list, the ring's version and the rebalance state are kept (default: under .pgshard/). */
+    topology: z.object({ file: z.string().min(1).optional() }).strict().optional(),
+    rebalance: rebalance.default(rebalance.parse({})),
     /** The SQL admin console (SHOW SHARDS, …): the database name that reaches it, and who may (default: every user). */
     console: z
       .object({ enabled: z.boolean().default(true), database: z.string().min(1).default('pgshard'), users: z.array(z.string().min(1)).optional() })
@@ -212,6 +226,7 @@ export type UserConfig = Config['users'][number];
 export type ShardedTableConfig = z.infer<typeof shardedTable>;
 export type TableConfig = z.infer<typeof table>;
 export type PoolConfig = Config['pool'];
+export type RebalanceConfig = Config['rebalance'];
 
 export function isShardedTable(t: TableConfig): t is ShardedTableConfig {
   return 'shard_key' in t;

@@ -1,17 +1,23 @@
 /**
  * COPY FROM STDIN into a sharded table, once every shard is a participant of the transaction: the same
  * COPY statement runs on every shard, each row goes to the shard owning its key (rows are split with
- * CopyRowSplitter and forwarded as the bytes they arrived in), and the client sees one COPY with the
- * summed row count. An error on any shard, or in the data, fails the whole COPY; the caller then rolls the
- * transaction back (or leaves the client's transaction failed, as Postgres does).
+ * CopyRowSplitter, or BinaryCopySplitter for FORMAT binary, and forwarded as the bytes they arrived in),
+ * and the client sees one COPY with the summed row count. In binary format every shard gets the client's
+ * header before its first tuple and a trailer at the end, and the key column's type is first looked up on
+ * one shard, inside the transaction (so a table created earlier in it is found). An error on any shard, or
+ * in the data, fails the whole COPY; the caller then rolls the transaction back (or leaves the client's
+ * transaction failed, as Postgres does).
  */
 import type { Socket } from 'node:net';
 import { Backend, Frontend } from '../protocol/codes.js';
 import * as M from '../protocol/messages.js';
 import { PgError, SqlState, toPgError } from '../protocol/errors.js';
-import { CopyRowSplitter, type CopyOptions } from './copy-split.js';
+import { CopyRowSplitter, type BinaryCopyStatement, type CopyOptions } from './copy-split.js';
+import { BINARY_TRAILER, BinaryCopySplitter } from './copy-binary.js';
+import { binaryKeyReader, type BinaryKeyReader } from './copy-binary-key.js';
 import type { Participant } from './two-phase.js';
 import type { Router } from '../routing/router.js';
+import { runQuery } from '../pool/internal-query.js';
 
 interface Leg {
   p: Participant;
@@ -35,8 +41,12 @@ export class ShardedCopy {
   private resolve!: (o: CopyOutcome) => void;
   private readonly legs: Leg[];
   private readonly byShard = new Map<string, Leg>();
-  private readonly splitter: CopyRowSplitter;
+  private readonly splitter: CopyRowSplitter | BinaryCopySplitter;
+  /** Binary format: the key field's bytes → canonical key (set once the column type is known). */
+  private binaryKey: BinaryKeyReader | null = null;
   private error: Buffer | null = null;
+  /** Client messages that arrived before the COPY was sent to the shards (binary: during the type lookup). */
+  private early: { type: number; buf: Buffer; start: number; end: number }[] | null = null;
   private started = false; // the client was sent CopyInResponse
   private clientDone = false;
   private headerSent = false;
@@ -50,10 +60,51 @@ export class ShardedCopy {
     private readonly router: Router,
   ) {
     this.done = new Promise((r) => (this.resolve = r));
-    this.splitter = new CopyRowSplitter(opts);
+    this.splitter = opts.format === 'binary' ? new BinaryCopySplitter(opts) : new CopyRowSplitter(opts);
     this.legs = parts.map((p) => ({ p, ready: false, finished: false, rows: 0n, out: [], outBytes: 0 }));
+    for (const leg of this.legs) this.byShard.set(leg.p.pool.shard.id, leg);
+    if (opts.format === 'binary') {
+      this.early = [];
+      void this.lookUpKeyType(opts).then(() => this.start(statement));
+    }
+    else this.start(statement);
+  }
+
+  /**
+   * The key column's type, from the first participant's catalog. A failure (no such table) or a type that
+   * cannot be read exactly becomes the COPY's error; the COPY is still started on every shard and then
+   * failed, so every participant's transaction fails as the client's does.
+   */
+  private async lookUpKeyType(opts: BinaryCopyStatement): Promise<void> {
+    const ident = (n: string) => '"' + n.replace(/"/g, '""') + '"';
+    const literal = (v: string) => "E'" + v.replace(/\\/g, '\\\\').replace(/'/g, "''") + "'";
+    const rel = (opts.relation.schema !== undefined ? ident(opts.relation.schema) + '.' : '') + ident(opts.relation.name);
+    const sql =
+      'WITH RECURSIVE ty(oid) AS (SELECT a.atttypid FROM pg_catalog.pg_attribute a ' +
+      `WHERE a.attrelid = ${literal(rel)}::pg_catalog.regclass AND a.attname = ${literal(opts.keyName)} AND a.attnum > 0 AND NOT a.attisdropped ` +
+      "UNION ALL SELECT t.typbasetype FROM pg_catalog.pg_type t JOIN ty ON t.oid = ty.oid WHERE t.typtype = 'd') " +
+      "SELECT t.oid, pg_catalog.format_type(t.oid, NULL) FROM ty JOIN pg_catalog.pg_type t ON t.oid = ty.oid WHERE t.typtype <> 'd'";
+    const leg = this.legs[0]!;
+    try {
+      const rows = await runQuery(leg.p.be, sql);
+      const [oid, name] = rows[0] ?? [];
+      if (oid === undefined || oid === null) throw new PgError('42703', `column "${opts.keyName}" of relation "${opts.relation.name}" does not exist`);
+      const reader = binaryKeyReader(this.router.keyTypeOf(this.table), Number(oid), name ?? oid, this.table, opts.keyName);
+      if (reader instanceof PgError) throw reader;
+      this.binaryKey = reader;
+    } catch (e) {
+      this.error ??= toPgError(e).toMessage();
+    }
+  }
+
+  private start(statement: string): void {
     for (const leg of this.legs) {
-      this.byShard.set(leg.p.pool.shard.id, leg);
+      if (!leg.p.be.isOpen) {
+        this.fail(toPgError(new Error(`the connection to shard "${leg.p.pool.shard.id}" was lost`)).toMessage());
+        leg.ready = true;
+        leg.finished = true;
+        continue;
+      }
       leg.p.be.listener = {
         message: (type, buf, start, end) => this.onBackend(leg, type, buf, start, end),
         chunkDone: () => undefined,
@@ -61,11 +112,22 @@ export class ShardedCopy {
           this.fail(err.toMessage());
           leg.finished = true;
           leg.ready = true;
+          this.endIfFailedBeforeStart();
           this.check();
         },
       };
       leg.p.be.write(M.queryMessage(statement));
     }
+    const early = this.early ?? [];
+    this.early = null;
+    for (const m of early) this.onClient(m);
+    this.endIfFailedBeforeStart();
+    this.check();
+  }
+
+  /** Every shard answered the COPY statement and one failed: the client never sees CopyInResponse. */
+  private endIfFailedBeforeStart(): void {
+    if (!this.started && this.error && this.legs.every((l) => l.ready)) this.clientDone = true;
   }
 
   private onBackend(leg: Leg, type: number, buf: Buffer, start: number, end: number): void {
@@ -99,7 +161,7 @@ export class ShardedCopy {
       case Backend.ReadyForQuery:
         leg.finished = true;
         leg.ready = true;
-        if (!this.started && this.legs.every((l) => l.ready) && this.error) this.clientDone = true;
+        this.endIfFailedBeforeStart();
         this.check();
         return;
       default:
@@ -116,6 +178,10 @@ export class ShardedCopy {
 
   /** A CopyData, CopyDone or CopyFail from the client. */
   onClient(m: { type: number; buf: Buffer; start: number; end: number }): true {
+    if (this.early) {
+      this.early.push({ type: m.type, buf: Buffer.from(m.buf.subarray(m.start, m.end)), start: 0, end: m.end - m.start });
+      return true;
+    }
     if (this.clientDone) return true;
     if (m.type === Frontend.CopyData) {
       if (this.error) return true; // Postgres also reads and drops the rest of the data after an error
@@ -139,6 +205,7 @@ export class ShardedCopy {
     }
     if (!this.error) {
       for (const l of this.legs) {
+        if (this.splitter instanceof BinaryCopySplitter) this.queue(l, BINARY_TRAILER);
         this.flush(l);
         l.p.be.write(Buffer.from([Frontend.CopyDone, 0, 0, 0, 4]));
       }
@@ -163,14 +230,14 @@ export class ShardedCopy {
     for (const l of this.legs) this.queue(l, h);
   }
 
-  private route(rows: { bytes: Buffer; key: string | null }[]): void {
+  private route(rows: { bytes: Buffer; key: string | Buffer | null }[]): void {
     for (const r of rows) {
       if (r.key === null)
         throw new PgError(SqlState.FeatureNotSupported, `a COPY row has NULL in the shard key column "${this.opts.keyName}" of "${this.table}"`, {
           hint: 'Every row of a sharded table needs its shard key.',
         });
-      const leg = this.byShard.get(this.router.shardForKey(this.table, r.key))!;
-      this.queue(leg, r.bytes);
+      const shard = typeof r.key === 'string' ? this.router.shardForKey(this.table, r.key) : this.router.shardForCanonical(this.binaryKey!(r.key));
+      this.queue(this.byShard.get(shard)!, r.bytes);
     }
   }
 

@@ -54,8 +54,22 @@ export interface CopyRow {
   key: string | null;
 }
 
-/** Options read from a COPY statement: every default filled in. */
-export type CopyOptions = Required<Omit<CopySplitOptions, 'default' | 'keyName'>> & { default?: string; keyName: string };
+/** Options of a text or CSV COPY read from its statement: every default filled in. */
+export type RowCopyOptions = Required<Omit<CopySplitOptions, 'default' | 'keyName'>> & { default?: string; keyName: string };
+
+/** A binary COPY: only the key's place matters (the shards check the other options themselves). */
+export interface BinaryCopyStatement {
+  format: 'binary';
+  keyColumn: number;
+  keyName: string;
+  /** How many columns the COPY names. */
+  columnCount: number;
+  /** The table as the statement names it: the key column's type is looked up by this name. */
+  relation: { schema?: string; name: string };
+}
+
+/** What a sharded COPY FROM STDIN needs from its statement. */
+export type CopyOptions = RowCopyOptions | BinaryCopyStatement;
 
 const LF = 0x0a;
 const CR = 0x0d;
@@ -539,7 +553,7 @@ export function copyOptionsFromAst(copyStmt: CopyStmt, tableColumns: readonly st
   if (copyStmt.filename !== undefined || copyStmt.is_program === true)
     return { error: 'COPY FROM a server-side file or program into a sharded table is not supported; use COPY FROM STDIN' };
 
-  let format: 'text' | 'csv' = 'text';
+  let format: 'text' | 'csv' | 'binary' = 'text';
   let delimiter: string | undefined;
   let quote: string | undefined;
   let escape: string | undefined;
@@ -554,8 +568,7 @@ export function copyOptionsFromAst(copyStmt: CopyStmt, tableColumns: readonly st
     const value = defString(d.arg);
     switch (d.defname) {
       case 'format':
-        if (value === 'binary') return { error: 'COPY FROM in binary format into a sharded table is not supported' };
-        if (value !== 'text' && value !== 'csv') return { error: `COPY format "${value ?? ''}" not recognized` };
+        if (value !== 'text' && value !== 'csv' && value !== 'binary') return { error: `COPY format "${value ?? ''}" not recognized` };
         format = value;
         break;
       case 'delimiter':
@@ -594,6 +607,13 @@ export function copyOptionsFromAst(copyStmt: CopyStmt, tableColumns: readonly st
         break;
     }
   }
+  if (format === 'binary') {
+    // Options binary COPY refuses (DELIMITER, HEADER, …) are left to the shards: they answer as Postgres.
+    const found = keyIndex(copyStmt, tableColumns, keyColumn);
+    if ('error' in found) return found;
+    const relation = copyStmt.relation?.schemaname ? { schema: copyStmt.relation.schemaname, name: copyStmt.relation.relname ?? '' } : { name: copyStmt.relation?.relname ?? '' };
+    return { format, keyColumn: found.index, keyName: found.name, columnCount: found.count, relation };
+  }
   const csv = format === 'csv';
   delimiter ??= csv ? ',' : '\t';
   nullMarker ??= csv ? '' : '\\N';
@@ -611,14 +631,11 @@ export function copyOptionsFromAst(copyStmt: CopyStmt, tableColumns: readonly st
     if (/[\r\n]/.test(quote + escape)) return { error: 'COPY quote and escape cannot be newline or carriage return' };
   }
 
-  const columns = copyStmt.attlist !== undefined ? copyStmt.attlist.map((n) => ('String' in n ? (n.String.sval ?? '') : '')) : tableColumns;
-  if (columns === undefined)
-    return { error: `COPY into a sharded table needs a column list, as in COPY t (${keyColumn}, ...) FROM STDIN: pgshard does not know the table's column order` };
-  const index = columns.findIndex((c) => c === keyColumn || c === keyColumn.toLowerCase());
-  if (index < 0) return { error: `COPY into a sharded table must include the shard key column "${keyColumn}"` };
-  const name = columns[index]!;
+  const found = keyIndex(copyStmt, tableColumns, keyColumn);
+  if ('error' in found) return found;
+  const { index, name } = found;
 
-  const out: CopyOptions = {
+  const out: RowCopyOptions = {
     format,
     delimiter,
     quote,
@@ -632,4 +649,14 @@ export function copyOptionsFromAst(copyStmt: CopyStmt, tableColumns: readonly st
   };
   if (defaultMarker !== undefined) out.default = defaultMarker;
   return out;
+}
+
+/** Where the shard key is among the COPY's columns (its column list, or the table's order). */
+function keyIndex(copyStmt: CopyStmt, tableColumns: readonly string[] | undefined, keyColumn: string): { index: number; name: string; count: number } | { error: string } {
+  const columns = copyStmt.attlist !== undefined ? copyStmt.attlist.map((n) => ('String' in n ? (n.String.sval ?? '') : '')) : tableColumns;
+  if (columns === undefined)
+    return { error: `COPY into a sharded table needs a column list, as in COPY t (${keyColumn}, ...) FROM STDIN: pgshard does not know the table's column order` };
+  const index = columns.findIndex((c) => c === keyColumn || c === keyColumn.toLowerCase());
+  if (index < 0) return { error: `COPY into a sharded table must include the shard key column "${keyColumn}"` };
+  return { index, name: columns[index]!, count: columns.length };
 }

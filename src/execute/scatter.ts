@@ -34,7 +34,7 @@ import { parseStatements } from '../sql/parse.js';
 import { cachedCollation, probeCollation, type ShardCollation } from './collation.js';
 import { GroupMerger } from './merge/aggregate.js';
 import { Deduper } from './merge/distinct.js';
-import { Limiter } from './merge/limit.js';
+import { bindLimit, Limiter, type LimitParams } from './merge/limit.js';
 import { resolveKeys, RowOrder } from './merge/order-by.js';
 import { readRowDescription, Row, sameColumns, truncateRowDescription, type Field } from './rows.js';
 import type { ValueContext } from './values.js';
@@ -99,7 +99,7 @@ export class ScatterQuery {
   private finished = false;
   private resolve!: () => void;
   readonly done: Promise<void>;
-  private readonly plan: CrossShardPlan | null;
+  private plan: CrossShardPlan | null;
   private readonly send: Buffer;
   // plan mode
   private started = false;
@@ -128,7 +128,7 @@ export class ScatterQuery {
      * Extended protocol: the statement's text and how to ask a shard to run a given SQL text (Parse, Bind
      * with the client's values, Describe, Execute, Sync). ParseComplete/BindComplete are the caller's.
      */
-    private readonly extended: { text: string; build(sql: string): Buffer } | null = null,
+    private readonly extended: { text: string; build(sql: string): Buffer; params?: LimitParams; describe?: boolean } | null = null,
   ) {
     this.legs = pools.map((pool) => ({
       pool, be: null, internal: 0, done: false, fields: null, rd: null, rdEnds: [], queue: [], head: 0,
@@ -140,6 +140,11 @@ export class ScatterQuery {
     this.send = extended ? extended.build(sql ?? extended.text) : sql !== undefined ? M.queryMessage(sql) : query;
   }
 
+  /** Whether the client asked for the RowDescription (an extended-protocol batch without Describe has it from an earlier Describe). */
+  private get describe(): boolean {
+    return this.extended?.describe !== false;
+  }
+
   /** Checks out a backend on every shard, then sends the statement to all. */
   async run(): Promise<void> {
     if (this.plan !== null) {
@@ -147,6 +152,12 @@ export class ScatterQuery {
       const parsed = parseStatements(text);
       if (!parsed.ok || parsed.stmts.length !== 1) {
         this.finish(new PgError(SqlState.FeatureNotSupported, 'a statement that is merged across shards must be sent alone, not with other statements in one query string').toMessage());
+        return this.done;
+      }
+      try {
+        this.plan = withBoundLimit(this.plan, this.extended?.params ?? null);
+      } catch (e) {
+        this.finish(toPgError(e).toMessage());
         return this.done;
       }
     }
@@ -245,7 +256,7 @@ export class ScatterQuery {
         const rd = buf.subarray(start, end);
         if (this.rowDescription === null) {
           this.rowDescription = Buffer.from(rd);
-          if (this.error === null) this.client.write(rd);
+          if (this.error === null && this.describe) this.client.write(rd);
         } else if (!this.rowDescription.equals(rd) && !sameColumns(readRowDescription(this.rowDescription, 0).fields, readRowDescription(buf, start).fields)) {
           this.fail(differentColumns(leg));
         }
@@ -393,7 +404,7 @@ export class ScatterQuery {
     } catch (e) {
       return this.fail(toPgError(e));
     }
-    this.client.write(truncateRowDescription(first.rd!, first.rdEnds, this.visible));
+    if (this.describe) this.client.write(truncateRowDescription(first.rd!, first.rdEnds, this.visible));
     this.started = true;
     scatterStats.merges++;
     if (this.limiter?.empty) return this.stopEarly();
@@ -645,6 +656,19 @@ export class ScatterQuery {
     this.client.write(Buffer.concat(parts));
     this.resolve();
   }
+}
+
+/** The plan with LIMIT/OFFSET bind parameters replaced by the Bind's values. */
+function withBoundLimit(plan: CrossShardPlan, params: LimitParams | null): CrossShardPlan {
+  if (plan.rows?.limit !== undefined) {
+    const limit = bindLimit(plan.rows.limit, params);
+    if (limit !== plan.rows.limit) return { ...plan, rows: { ...plan.rows, limit: limit! } };
+  }
+  if (plan.groups?.limit !== undefined) {
+    const limit = bindLimit(plan.groups.limit, params);
+    if (limit !== plan.groups.limit) return { ...plan, groups: { ...plan.groups, limit: limit! } };
+  }
+  return plan;
 }
 
 function differentColumns(leg: Leg): PgError {

@@ -231,6 +231,12 @@ export class BackendConnection implements FrameSink {
     this.socket?.resume();
   }
 
+  /** Bytes this connection received from and sent to its shard so far (read at scrape time, not counted per message). */
+  get bytes(): { received: number; sent: number } {
+    const s = this.socket;
+    return s ? { received: s.bytesRead, sent: s.bytesWritten } : { received: 0, sent: 0 };
+  }
+
   get isOpen(): boolean {
     return !this.closed && !this.broken && this.socket !== null && !this.socket.destroyed;
   }

@@ -30,6 +30,8 @@ export class ShardPool {
   private waiters: Waiter[] = [];
   private sweeper: NodeJS.Timeout;
   private closing = false;
+  /** Bytes moved by connections already gone (open ones are read from their sockets in bytes()). */
+  private closedBytes = { received: 0, sent: 0 };
   /** The last connection failure, for health reporting; cleared by the next success. */
   lastError: string | null = null;
   /** Connections handed out, and checkouts that timed out waiting (SHOW POOLS). */
@@ -112,7 +114,11 @@ export class ShardPool {
   }
 
   private forget(c: BackendConnection): void {
-    this.all.delete(c);
+    if (this.all.delete(c)) {
+      const b = c.bytes;
+      this.closedBytes.received += b.received;
+      this.closedBytes.sent += b.sent;
+    }
     const i = this.idle.indexOf(c);
     if (i >= 0) this.idle.splice(i, 1);
   }
@@ -170,6 +176,17 @@ export class ShardPool {
       return true;
     });
     this.fillMinIdle();
+  }
+
+  /** Bytes received from and sent to the shard by every connection this pool opened. */
+  bytes(): { received: number; sent: number } {
+    let { received, sent } = this.closedBytes;
+    for (const c of this.all) {
+      const b = c.bytes;
+      received += b.received;
+      sent += b.sent;
+    }
+    return { received, sent };
   }
 
   stats(): PoolStats {

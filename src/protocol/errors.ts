@@ -56,5 +56,9 @@ export const SqlState = {
   SyntaxError: '42601',
   InternalError: 'XX000',
   InvalidTextRepresentation: '22P02',
+  InvalidBinaryRepresentation: '22P03',
+  InvalidRowCountInLimitClause: '2201W',
+  InvalidRowCountInResultOffsetClause: '2201X',
+  UndefinedParameter: '42P02',
   NumericValueOutOfRange: '22003',
 } as const;

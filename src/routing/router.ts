@@ -36,6 +36,16 @@ export class Router {
     return this.ring.shardFor(canonicalFromText(this.keyType(table), key));
   }
 
+  /** The shard that owns a key already in canonical form (binary COPY routing). */
+  shardForCanonical(canonical: Uint8Array): string {
+    return this.ring.shardFor(canonical);
+  }
+
+  /** The configured key_type of a sharded table. */
+  keyTypeOf(table: string): KeyType {
+    return this.keyType(table);
+  }
+
   constructor(
     private ring: HashRing,
     private readonly tables: Config['tables'],
@@ -47,6 +57,11 @@ export class Router {
 
   setRing(ring: HashRing): void {
     this.ring = ring;
+  }
+
+  /** The ring that routes now (it changes when the topology does). */
+  currentRing(): HashRing {
+    return this.ring;
   }
 
   hasShard(id: string): boolean {

@@ -7,7 +7,9 @@ import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { randomInt } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Config } from '../config/schema.js';
+import type { Config, ShardConfig } from '../config/schema.js';
+import { Topology } from '../topology/topology.js';
+import { CutoverGate } from '../rebalance/gate.js';
 import { clientDatabase } from '../config/load.js';
 import { ShardPool } from '../pool/pool.js';
 import { loadCredentials } from '../auth/credentials.js';
@@ -32,6 +34,7 @@ import { IdGenerator } from '../routing/ids.js';
 import { TransactionCoordinator } from '../execute/two-phase.js';
 import { hostname } from 'node:os';
 import path from 'node:path';
+import { NotificationHub } from './notifications.js';
 
 export class PgShardServer {
   private server: net.Server | null = null;
@@ -39,8 +42,13 @@ export class PgShardServer {
   readonly sessions = new Map<number, ClientSession>();
   private nextClientId = 1;
   private services!: SessionServices;
+  private notifications: NotificationHub | null = null;
   analyzer!: StatementAnalyzer;
   router!: Router;
+  /** The shard list and ring, persisted (src/topology); the configuration's shards only seed it. */
+  topology!: Topology;
+  /** Holds statements on moving keys during a rebalance's cut-over. */
+  gate!: CutoverGate;
   private tlsContext: tls.SecureContext | null = null;
   private stopping = false;
   /** Told about requests, errors, transactions, checkouts and client sockets (the metrics). Set before start(). */
@@ -57,14 +65,16 @@ export class PgShardServer {
   async start(): Promise<number> {
     await Promise.all([initParser(), initHash()]);
     const cfg = this.config;
-    for (const s of cfg.shards) this.pools.set(s.id, new ShardPool(s, cfg.pool, this.log));
-    const ring = HashRing.build(cfg.shards.map((s) => ({ id: s.id, weight: s.weight })), cfg.ring.vnodes);
-    this.router = new Router(ring, cfg.tables);
+    this.gate = new CutoverGate(cfg.tables);
+    const instance = cfg.transactions.instance_id ?? `${hostname().replace(/[^A-Za-z0-9]/g, '')}${cfg.listen.port}`;
+    this.topology = Topology.open(cfg, instance);
+    for (const s of this.topology.shards) this.pools.set(s.id, new ShardPool(s, cfg.pool, this.log));
+    this.router = new Router(this.topology.ring, cfg.tables);
+    this.topology.onChange((next, ring) => this.applyTopology(next.shards, ring));
     this.analyzer = new StatementAnalyzer(cfg.tables, cfg.unknown_tables, cfg.limits.statement_cache_size);
     const analyzer = this.analyzer;
     this.ids64 = new IdGenerator(cfg.ids.node_id, 'int64');
     this.ids53 = new IdGenerator(cfg.ids.node_id % 64, 'int53');
-    const instance = cfg.transactions.instance_id ?? `${hostname().replace(/[^A-Za-z0-9]/g, '')}${cfg.listen.port}`;
     this.txlog = TxLog.open(cfg.transactions.log_file ?? path.resolve('.pgshard', `txlog-${instance}.jsonl`));
     this.coordinator = new TransactionCoordinator(instance, this.txlog, this.pools, this.log);
     // Transactions a crash left prepared are finished before clients come; later runs catch shards that were down.
@@ -88,6 +98,8 @@ export class PgShardServer {
       analyzeOnce: (sql) => analyzer.analyzeOnce(sql),
       shaped: (sql) => this.shaped(sql),
       nextId: (variant) => (variant === 'int53' ? this.ids53 : this.ids64).next(),
+      notifications: this.notifications = new NotificationHub(() => [...this.pools.values()].map((p) => p.shard), this.log, cfg.pool.connect_timeout_ms),
+      gate: this.gate,
     };
     await this.learnColumns();
     this.columnTimer = setInterval(() => void this.learnColumns(), 30_000);
@@ -128,7 +140,7 @@ export class PgShardServer {
       this.server!.listen(cfg.listen.port, cfg.listen.host, () => resolve());
     });
     const addr = this.server.address() as net.AddressInfo;
-    this.log.info({ host: cfg.listen.host, port: addr.port, shards: cfg.shards.map((s) => s.id) }, 'pgshard listening');
+    this.log.info({ host: cfg.listen.host, port: addr.port, shards: this.topology.shards.map((s) => s.id), topology: this.topology.file, version: this.topology.version }, 'pgshard listening');
     return addr.port;
   }
 
@@ -152,12 +164,57 @@ export class PgShardServer {
       .then(() => {
         log.info({ user, database, application_name: info.applicationName }, 'client connected');
         session.start(leftover);
+        socket.resume(); // paused since the startup phase ended (startup.ts detach)
       })
       .catch((e) => {
         const err = toPgError(e);
         log.warn({ err: err.message }, 'login failed');
         session.close(new PgError(err.code, err.message, { severity: 'FATAL', ...(err.hint ? { hint: err.hint } : {}) }));
+        socket.resume();
       });
+  }
+
+  /**
+   * A new shard list: pools for added shards exist before the ring names them; the router switches in one
+   * assignment (sessions route on whichever ring is current when they route); removed shards' pools close
+   * once no session holds one of their connections (bounded wait).
+   */
+  private applyTopology(shards: readonly ShardConfig[], ring: HashRing): void {
+    for (const s of shards) if (!this.pools.has(s.id)) this.pools.set(s.id, new ShardPool(s, this.config.pool, this.log));
+    this.router.setRing(ring);
+    const keep = new Set(shards.map((s) => s.id));
+    for (const [id, pool] of this.pools) {
+      if (keep.has(id) || this.retiring.has(id)) continue;
+      this.retiring.add(id);
+      void this.drainPool(id, pool);
+    }
+  }
+
+  /** Pools of shards that left the topology and are being drained. */
+  private retiring = new Set<string>();
+
+  private async drainPool(id: string, pool: ShardPool): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline && !this.stopping) {
+      const st = pool.stats();
+      if (st.active === 0 && st.creating === 0 && st.waiting === 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // A rebalance may add the same shard back meanwhile: then the pool stays.
+    if (this.topology.shards.some((s) => s.id === id)) {
+      this.retiring.delete(id);
+      return;
+    }
+    this.pools.delete(id);
+    this.retiring.delete(id);
+    await pool.close();
+    this.log.info({ shard: id }, 'shard removed: its pool is closed');
+  }
+
+  /** For a cut-over: no session still runs or is about to run something routed on the old ring. */
+  sessionsQuietForCutover(): boolean {
+    for (const s of this.sessions.values()) if (!s.quietForCutover) return false;
+    return true;
   }
 
   private columnTimer: NodeJS.Timeout | null = null;
@@ -234,6 +291,7 @@ export class PgShardServer {
     this.console.closeAll(bye);
     await Promise.race([closed, new Promise((r) => setTimeout(r, 2000).unref())]);
     this.coordinator?.close();
+    this.notifications?.close();
     await Promise.all([...this.pools.values()].map((p) => p.close()));
     this.txlog?.close();
   }

@@ -18,9 +18,10 @@ import type { BackendConnection, BackendListener } from '../pool/backend.js';
 import { sendCancel } from '../pool/backend.js';
 import { runQuery } from '../pool/internal-query.js';
 import type { ShardPool } from '../pool/pool.js';
-import type { Analysis, MergePlan, SessionEffect, StatementInfo } from '../sql/types.js';
+import type { Analysis, MergePlan, RoutingHint, SessionEffect, StatementInfo } from '../sql/types.js';
 import type { BindParams } from '../routing/keys.js';
 import type { Router, Target } from '../routing/router.js';
+import type { CutoverGate } from '../rebalance/gate.js';
 import { quoteIdent, stateSyncSql } from '../pool/state-sync.js';
 import { ScatterQuery } from '../execute/scatter.js';
 import { splitInsert } from '../sql/split-insert.js';
@@ -31,6 +32,7 @@ import { parseSync, type CopyStmt } from 'libpg-query';
 import type { Participant, TransactionCoordinator } from '../execute/two-phase.js';
 import { buildParse, replaceName, statementKey, type ClientStatement } from './statements.js';
 import { finishRequest, NO_SHARD, routeKindOf, routeKindOfStatement, startRequest, statementTypeOf, transactionKind, type ProxyObserver, type RequestTiming, type StatementType } from '../admin/observer.js';
+import type { NotificationHub, NotificationSubscriber } from './notifications.js';
 
 export interface SessionServices {
   pools: Map<string, ShardPool>;
@@ -57,6 +59,10 @@ export interface SessionServices {
   deadlockTimeoutMs: number;
   /** Column order of a sharded table, as learned from a shard's catalog (for COPY without a column list). */
   columnsOf(table: string): readonly string[] | undefined;
+  /** LISTEN on pgshard's own connections to every shard (transaction pooling only). */
+  notifications: NotificationHub;
+  /** Holds statements on moving keys while a rebalance cuts over (src/rebalance/gate.ts). */
+  gate: CutoverGate;
 }
 
 export interface ClientInfo {
@@ -134,7 +140,7 @@ const FAILING_QUERY = M.queryMessage('pgshard refused statement (');
 const SYNC = Buffer.from([Frontend.Sync, 0, 0, 0, 4]);
 const FLUSH = Buffer.from([Frontend.Flush, 0, 0, 0, 4]);
 
-export class ClientSession implements BackendListener {
+export class ClientSession implements BackendListener, NotificationSubscriber {
   readonly framer: Framer;
   private queue: FrontendMessage[] = [];
   private busy = false; // an async step (checkout) is under way; the queue waits
@@ -303,6 +309,7 @@ export class ClientSession implements BackendListener {
       }
     }
     this.maybeRelease();
+    if (this.pendingNotifications.length) this.flushNotifications();
     if (this.paused && this.queue.length < 200) {
       this.paused = false;
       this.socket.resume();
@@ -398,6 +405,17 @@ export class ClientSession implements BackendListener {
       const q = M.queryMessage(sql);
       return this.onQuery({ type: Frontend.Query, buf: q, start: 0, end: q.length }, this.svc.analyzeOnce(sql));
     }
+    if (stmts.length === 1 && analysis.parseError === null && this.svc.poolMode === 'transaction') {
+      const eff = stmts[0]!.session;
+      if (eff?.type === 'listen' || eff?.type === 'unlisten') {
+        if (this.backend && !this.idleBackend()) return false;
+        const tag = stmts[0]!.tag;
+        return this.runListen(eff).then((err) => {
+          if (err) this.replyError(err, false);
+          else this.replyLocal([M.commandComplete(tag)], this.currentStatus());
+        });
+      }
+    }
     // Statements pgshard answers itself.
     if (stmts.length === 1 && analysis.parseError === null) {
       const st = stmts[0]!;
@@ -434,6 +452,10 @@ export class ClientSession implements BackendListener {
       return true;
     }
 
+    if (this.svc.gate.active) {
+      const held = this.holdAtGate(analysis.statements, analysis.hint, fast?.params ?? null);
+      if (held) return held.then(() => void this.queue.unshift(m));
+    }
     const target = this.routeStatements(analysis, fast?.params ?? null);
     if (this.svc.dryRun) this.log.info({ route: describeTarget(target), sql: text.slice(0, 200) }, 'route');
     if (target.kind === 'error') return this.refuse(target.error);
@@ -538,6 +560,40 @@ export class ClientSession implements BackendListener {
     return null;
   }
 
+  // ---------------------------------------------------------------- LISTEN / NOTIFY (transaction pooling)
+
+  private pendingNotifications: Buffer[] = [];
+
+  /** LISTEN/UNLISTEN on pgshard's listening connections; null when done, else the error to answer. */
+  private async runListen(eff: Extract<SessionEffect, { type: 'listen' | 'unlisten' }>): Promise<PgError | null> {
+    if (this.localTx === 'failed' || this.backend?.txStatus === 'E')
+      return new PgError(SqlState.InFailedSqlTransaction, 'current transaction is aborted, commands ignored until end of transaction block');
+    if (this.localTx !== 'none' || this.backend || this.parked.size > 0)
+      return new PgError(SqlState.FeatureNotSupported, `${eff.type === 'listen' ? 'LISTEN' : 'UNLISTEN'} inside a transaction block is not supported through pgshard`, {
+        hint: 'Run it outside the transaction: pgshard listens for the client on its own connections, not on the pooled one.',
+      });
+    if (eff.type === 'listen') await this.svc.notifications.listen(this, eff.channel);
+    else await this.svc.notifications.unlisten(this, eff.channel);
+    return null;
+  }
+
+  /** A notification for a channel this client listens on: written between transactions, as Postgres does. */
+  notify(message: Buffer): void {
+    if (this.closed) return;
+    if (this.pendingNotifications.length >= 10_000) this.pendingNotifications.shift(); // a client that never goes idle must not grow us
+    this.pendingNotifications.push(message);
+    this.flushNotifications();
+  }
+
+  private flushNotifications(): void {
+    if (this.pendingNotifications.length === 0 || this.closed) return;
+    const idle = !this.backend && !this.busy && this.queue.length === 0 && this.batch.length === 0 && this.localTx === 'none' && this.parked.size === 0 && !this.copy;
+    if (!idle) return;
+    const out = this.pendingNotifications;
+    this.pendingNotifications = [];
+    this.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+  }
+
   private currentStatus(): TxStatus {
     if (this.backend) return this.backend.txStatus;
     return this.localTx === 'none' ? 'I' : this.localTx === 'failed' ? 'E' : 'T';
@@ -603,6 +659,8 @@ export class ClientSession implements BackendListener {
     const names = new Map<string, boolean>(); // statement names parsed (true) or closed (false) in this batch
     let multi: { target: MultiTarget; portal: PortalInfo } | null = null;
     let scatter: { target: Target & { kind: 'scatter' }; portal: PortalInfo } | null = null;
+    let listen: { effect: Extract<SessionEffect, { type: 'listen' | 'unlisten' }>; tag: string } | null = null;
+    let held: Promise<void> | null = null;
     for (let i = 0; i < msgs.length && !problem; i++) {
       const m = msgs[i]!;
       try {
@@ -626,16 +684,23 @@ export class ClientSession implements BackendListener {
           if (!p) continue; // unknown portal: the backend answers with its own error
           const a = p.statement.analysis;
           let t: Target;
+          const eff = a.parseError === null && a.statements.length === 1 ? a.statements[0]!.session : undefined;
+          if ((eff?.type === 'listen' || eff?.type === 'unlisten') && this.svc.poolMode === 'transaction') {
+            if (endsWithSync && simpleBatchShape(msgs)) listen = { effect: eff, tag: a.statements[0]!.tag };
+            else problem = { index: i, error: new PgError(SqlState.FeatureNotSupported, `${a.statements[0]!.tag} through pgshard must be alone in its batch (Parse, Bind, Execute, Sync)`) };
+            continue;
+          }
           if (a.parseError !== null || a.statements.length !== 1) t = { kind: 'home' };
           else if (a.statements[0]!.generateKey && endsWithSync && simpleBatchShape(msgs)) {
             multi = { target: { kind: 'generate' }, portal: p };
             continue;
           } else t = this.svc.router.route(a.statements[0]!, a.hint, p.params, { sessionShard: this.sessionShard });
+          if (this.svc.gate.active) held ??= this.holdAtGate(a.statements, a.hint, p.params);
           if (this.svc.dryRun) this.log.info({ route: describeTarget(t), sql: p.statement.text.slice(0, 200) }, 'route');
           if (t.kind === 'error') problem = { index: i, error: t.error };
           else if ((t.kind === 'broadcast' || t.kind === 'split-insert') && endsWithSync && simpleBatchShape(msgs)) {
             multi = { target: t, portal: p };
-          } else if (t.kind === 'scatter' && endsWithSync && simpleBatchShape(msgs) && describesPortal(msgs) && (t.merge === undefined || textResults(msgs))) {
+          } else if (t.kind === 'scatter' && endsWithSync && simpleBatchShape(msgs) && (describesPortal(msgs) || !msgs.some((x) => x.type === Frontend.Describe)) && (t.merge === undefined || textResults(msgs))) {
             scatter = { target: t, portal: p };
           } else if (t.kind === 'scatter' || t.kind === 'broadcast' || t.kind === 'split-insert' || t.kind === 'copy-in') {
             problem = {
@@ -651,6 +716,8 @@ export class ClientSession implements BackendListener {
         problem = { index: i, error: toPgError(e) };
       }
     }
+    // Nothing of the batch has run: after the cut-over it is dispatched again from the start.
+    if (held) return held.then(() => void (last && this.queue.unshift(last)));
     if (!problem) {
       const t = this.inTransactionShard(target);
       if (t.kind === 'error') {
@@ -658,10 +725,25 @@ export class ClientSession implements BackendListener {
         problem = { index: firstExec >= 0 ? firstExec : 0, error: t.error };
       } else target = t;
     }
+    if (!problem && listen) {
+      if (this.backend && !this.idleBackend()) return false;
+      this.batch = [];
+      this.batchBytes = 0;
+      const { effect, tag } = listen;
+      return this.runListen(effect).then((err) => this.writeClient(this.answerBatch(msgs, tag, err, endsWithSync)));
+    }
     if (!problem && scatter) {
       const inTx = this.txShard !== null || this.parked.size > 0 || this.localTx !== 'none';
       if (inTx) problem = { index: msgs.findIndex((x) => x.type === Frontend.Execute), error: new PgError(SqlState.FeatureNotSupported, 'a statement reaching several shards inside a transaction block is not supported yet', { hint: 'Run it outside the transaction, or add a condition on the shard key.' }) };
+      else if (this.backend && this.extendedOpen && this.openExecuted) return this.dispatchProblemHere(msgs, { index: 0, error: crossShardBatch() }, endsWithSync);
       else {
+        if (this.backend && this.extendedOpen) {
+          // Only Parse/Describe ran on the backend (postgres.js describes before it binds): end that sequence.
+          this.push({ kind: 'sync', swallow: true });
+          this.syncPoints++;
+          this.backend.write(SYNC);
+          this.extendedOpen = false;
+        }
         if (this.backend && !this.idleBackend()) return false;
         this.batch = [];
         this.batchBytes = 0;
@@ -1298,6 +1380,7 @@ export class ClientSession implements BackendListener {
     this.preambleDone = false;
     this.resetExpectations();
     pool.release(be);
+    if (this.pendingNotifications.length) this.flushNotifications();
   }
 
   private resetExpectations(): void {
@@ -1591,6 +1674,7 @@ export class ClientSession implements BackendListener {
       } else if (e.type === 'reset-all') {
         this.vars.clear();
         be?.vars.clear();
+        if (this.svc.poolMode === 'transaction') this.svc.notifications.drop(this); // DISCARD ALL includes UNLISTEN *
       }
     }
   }
@@ -1880,7 +1964,8 @@ export class ClientSession implements BackendListener {
       Buffer.concat([buildParse('', { key: '', text: sql, paramTypes: st.paramTypes, analysis: st.analysis }), encodeBind(bind, null), DESCRIBE_UNNAMED_PORTAL, EXECUTE_UNNAMED, SYNC]);
     const request = startRequest(target.shards, target.shards.length >= this.svc.router.shardIds.length ? 'all' : 'multi', statementTypeOf(st.analysis.statements[0]?.tag));
     const pools = target.shards.map((x) => this.svc.pools.get(x)!);
-    const sc = new ScatterQuery(this.socket, pools, Buffer.alloc(0), this.vars, target.merge ?? null, { text: st.text, build });
+    const params = { values: bind.values, formats: bind.values.map((_, i) => ((bind.formats.length === 1 ? bind.formats[0] : bind.formats[i]) === 1 ? 1 : 0) as 0 | 1), types: paramOids(st.paramTypes) };
+    const sc = new ScatterQuery(this.socket, pools, Buffer.alloc(0), this.vars, target.merge ?? null, { text: st.text, build, params, describe: describesPortal(msgs) });
     this.scatter = sc;
     return sc.run().finally(() => {
       this.scatter = null;
@@ -2016,6 +2101,8 @@ export class ClientSession implements BackendListener {
     this.closed = true;
     this.framer.stop();
     this.queue = [];
+    this.pendingNotifications = [];
+    this.svc.notifications.drop(this);
     if (this.parked.size > 0 || (this.backend && this.backend.txStatus !== 'I'))
       this.svc.observer.transaction(transactionKind([...this.parked.values()].filter((p) => p.wrote).length + (this.curWrote ? 1 : 0)), 'rollback');
     for (const p of this.parked.values()) p.pool.destroy(p.be); // closing rolls their transactions back
@@ -2039,6 +2126,28 @@ export class ClientSession implements BackendListener {
     const be = this.backend;
     if (be && (this.syncPoints > 0 || this.extendedOpen)) sendCancel(be.shard.host, be.shard.port, be.pid, be.secret);
     this.scatter?.cancel();
+  }
+
+  private gateHeld = false;
+
+  /** Waits at the cut-over gate if one of the statements touches a moving key; null: go on now. */
+  private holdAtGate(stmts: readonly StatementInfo[], hint: RoutingHint | null, params: BindParams | null): Promise<void> | null {
+    for (const st of stmts) {
+      const held = this.svc.gate.holdFor(st, hint, params, this.sessionShard);
+      if (held) {
+        this.gateHeld = true;
+        return held.then(() => void (this.gateHeld = false));
+      }
+    }
+    return null;
+  }
+
+  /**
+   * For a cut-over: nothing this session routed with the ring being replaced is still running or about to
+   * run (it holds no backend, and is not between routing and checkout unless it waits at the gate).
+   */
+  get quietForCutover(): boolean {
+    return (this.gateHeld || !this.busy) && !this.backend && this.parked.size === 0;
   }
 
   /** What the admin console's SHOW CLIENTS says of this session: its state and the shards it holds now. */

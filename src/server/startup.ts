@@ -65,8 +65,13 @@ class PacketReader {
     s.on('error', this.onEnd);
   }
 
-  detach(): Buffer {
+  /**
+   * Stops listening. Handed over to a session, the socket is paused: bytes arriving before the session
+   * listens (its login waits for a backend) must wait in the socket, not be dropped.
+   */
+  detach(pause = false): Buffer {
     const s = this.socket;
+    if (pause) s.pause();
     s.off('data', this.onData);
     s.off('end', this.onEnd);
     s.off('close', this.onEnd);
@@ -203,7 +208,7 @@ async function startup(reader: PacketReader, opts: StartupOptions): Promise<Star
       return fatal(reader.socket, SqlState.InvalidCatalogName, `database "${database}" does not exist`, {
         hint: `pgshard serves the database "${opts.database}".`,
       });
-    const leftover = reader.detach();
+    const leftover = reader.detach(true);
     return { kind: 'session', socket: reader.socket, user, database, params, leftover };
   }
 }

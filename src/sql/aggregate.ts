@@ -187,7 +187,7 @@ class GroupPlanner {
     delete shard.havingClause;
     delete shard.sortClause;
     delete shard.distinctClause;
-    dropLimit(shard);
+    dropLimit(shard, limit);
     if (this.distinctArg !== undefined) shard.groupClause = [...(shard.groupClause ?? []), clone(this.distinctArg)];
     shard.targetList = [...this.shardTargets, ...this.hidden.map((h, i) => target(h, `pgshard_${i + 1}`))];
     return { hidden: this.hidden.length, groups, shardStatement: shard };

@@ -1,4 +1,4 @@
-import type { DeallocateStmt, DiscardStmt, Node, VariableSetStmt } from 'libpg-query';
+import type { DeallocateStmt, DiscardStmt, ListenStmt, Node, UnlistenStmt, VariableSetStmt } from 'libpg-query';
 import type { SessionEffect, TxEffect } from './types.js';
 import { stripCasts } from './ast.js';
 
@@ -64,4 +64,13 @@ export function discard(stmt: DiscardStmt): SessionOutcome {
 export function deallocate(stmt: DeallocateStmt): SessionOutcome {
   if (stmt.isall === true || stmt.name === undefined) return { tag: 'DEALLOCATE ALL', session: { type: 'deallocate', name: null } };
   return { tag: 'DEALLOCATE', session: { type: 'deallocate', name: stmt.name } };
+}
+
+/** LISTEN/UNLISTEN: under transaction pooling pgshard listens for the client (src/server/notifications.ts). */
+export function listen(stmt: ListenStmt): SessionOutcome {
+  return { tag: 'LISTEN', session: { type: 'listen', channel: stmt.conditionname ?? '' } };
+}
+
+export function unlisten(stmt: UnlistenStmt): SessionOutcome {
+  return { tag: 'UNLISTEN', session: { type: 'unlisten', channel: stmt.conditionname ?? null } };
 }

@@ -9,7 +9,7 @@ import { singleKey } from './keys.js';
 import type { ShardingSchema } from './schema.js';
 import { selectStatement } from './select.js';
 import { simpleAggregateMerge } from './merge.js';
-import { deallocate, discard, variableSet } from './session.js';
+import { deallocate, discard, listen, unlisten, variableSet } from './session.js';
 import { transaction } from './transaction.js';
 import { modifyStatement } from './update-delete.js';
 import { broadcastRoute, utilityStatement } from './utility.js';
@@ -61,6 +61,10 @@ export function describe(schema: ShardingSchema, node: Node, text: () => string)
     const d: Described = { tag: s.tag, readOnly: true, route: NONE, notConcatenable: null };
     if (s.session !== undefined) d.session = s.session;
     return d;
+  }
+  if ('ListenStmt' in node || 'UnlistenStmt' in node) {
+    const s = 'ListenStmt' in node ? listen(node.ListenStmt) : unlisten(node.UnlistenStmt);
+    return { tag: s.tag, readOnly: true, route: NONE, notConcatenable: null, session: s.session! };
   }
   if ('ConstraintsSetStmt' in node) return { tag: 'SET CONSTRAINTS', readOnly: true, route: NONE, notConcatenable: null, tx: { type: 'other' } };
   if ('ExplainStmt' in node) return explain(schema, node.ExplainStmt.query, node.ExplainStmt.options ?? [], text);

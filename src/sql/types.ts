@@ -30,6 +30,8 @@ export type SessionEffect =
   | { type: 'reset'; name: string }
   | { type: 'reset-all' } // RESET ALL, DISCARD ALL
   | { type: 'deallocate'; name: string | null } // null = DEALLOCATE ALL
+  | { type: 'listen'; channel: string }
+  | { type: 'unlisten'; channel: string | null } // null = UNLISTEN *
   | { type: 'pgshard-set'; name: string; value: string | null }; // SET pgshard.xxx: handled by pgshard itself
 
 export type TxEffect =
@@ -82,6 +84,9 @@ export interface LimitPlan {
   count: number | null;
   offset: number;
   withTies?: boolean;
+  /** LIMIT $n / OFFSET $n: the value comes from the Bind at execution (count/offset are then placeholders). */
+  countParam?: number;
+  offsetParam?: number;
 }
 
 export interface RowMergePlan {

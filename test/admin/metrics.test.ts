@@ -174,5 +174,9 @@ t.test('under load through three shards', async (t) => {
     t.equal(sum(text, 'pgshard_transactions_total', { kind: 'two_phase', outcome: 'commit' }), load.twoPhaseCommits, `two-phase commits (${load.twoPhaseCommits} in the load)`);
     t.ok(sum(text, 'pgshard_pool_checkout_wait_seconds_count') > 0, 'checkouts');
     t.ok(sum(text, 'pgshard_client_received_bytes_total') > 1000 && sum(text, 'pgshard_client_sent_bytes_total') > 1000, 'client bytes in and out');
+    const fromShards = sum(text, 'pgshard_shard_received_bytes_total');
+    const toShards = sum(text, 'pgshard_shard_sent_bytes_total');
+    t.ok(toShards > 1000 && fromShards > 1000, `shard bytes in and out (${fromShards} received, ${toShards} sent)`);
+    t.ok(sum(text, 'pgshard_shard_received_bytes_total', { shard: 's1' }) > 0, 'counted per shard');
   });
 });

@@ -15,6 +15,8 @@ import { COLUMNS, type Column, type Kind } from './schema.js';
 export interface Generated {
   sql: string;
   ordered: boolean;
+  /** Bind parameters ($1, $2: LIMIT/OFFSET values): the query goes through the extended protocol. */
+  params?: number[];
 }
 
 interface Col {
@@ -355,7 +357,7 @@ function refusedQuery(r: Random): Generated {
 
 export function generate(seed: number): Generated {
   const r = new Random(seed);
-  return r.weighted([
+  const g = r.weighted([
     [30, rowsQuery],
     [15, aggregateQuery],
     [33, groupQuery],
@@ -363,4 +365,22 @@ export function generate(seed: number): Generated {
     [6, unionQuery],
     [1, refusedQuery],
   ] as const)(r);
+  return r.chance(0.4) ? withLimitParams(g) : g;
+}
+
+/** A trailing LIMIT/OFFSET with literal counts becomes `LIMIT $1 OFFSET $2`, as query builders send it. */
+function withLimitParams(g: Generated): Generated {
+  const m = / (LIMIT (\d+))?( OFFSET (\d+))?$/.exec(g.sql);
+  if (m === null || m[0] === '') return g;
+  const params: number[] = [];
+  let tail = '';
+  if (m[2] !== undefined) {
+    params.push(Number(m[2]));
+    tail += ` LIMIT $${params.length}`;
+  }
+  if (m[4] !== undefined) {
+    params.push(Number(m[4]));
+    tail += ` OFFSET $${params.length}`;
+  }
+  return params.length === 0 ? g : { ...g, sql: g.sql.slice(0, m.index) + tail, params };
 }

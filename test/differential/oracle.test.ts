@@ -37,11 +37,11 @@ const raw = { getTypeParser: () => (v: string) => v };
 
 const QUERY_TIMEOUT_MS = 20_000;
 
-async function ask(c: pg.Client, sql: string): Promise<Answer> {
+async function ask(c: pg.Client, sql: string, params?: number[]): Promise<Answer> {
   let timer: NodeJS.Timeout | undefined;
   try {
     const r = await Promise.race([
-      c.query({ text: sql, rowMode: 'array', types: raw } as pg.QueryConfig),
+      c.query({ text: sql, rowMode: 'array', types: raw, ...(params !== undefined ? { values: params } : {}) } as pg.QueryConfig),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(Object.assign(new Error(`no answer within ${QUERY_TIMEOUT_MS} ms`), { code: 'timeout' })), QUERY_TIMEOUT_MS);
       }),
@@ -128,19 +128,19 @@ t.test('differential: pgshard over three shards answers as one Postgres', async 
   const alike = new Map<string, number>();
   const alikeExample = new Map<string, string>();
   const failures: string[] = [];
-  const jobs: { label: string; sql: string; ordered: boolean }[] = [];
+  const jobs: { label: string; sql: string; ordered: boolean; params?: number[] }[] = [];
   if (ONLY === undefined) for (const [i, c] of CORPUS.entries()) jobs.push({ label: `corpus #${i}`, sql: c.sql, ordered: c.ordered });
   for (let i = 0; i < QUERIES; i++) {
     if (ONLY !== undefined && i !== ONLY) continue;
     const g = generate(querySeed(SEED, i));
-    jobs.push({ label: `seed ${SEED} query ${i}`, sql: g.sql, ordered: g.ordered });
+    jobs.push({ label: `seed ${SEED} query ${i}`, sql: g.sql, ordered: g.ordered, ...(g.params ? { params: g.params } : {}) });
   }
   let next = 0;
   await Promise.all(
     pairsOfClients.map(async (pair) => {
       while (next < jobs.length) {
         const job = jobs[next++]!;
-        const [a, b] = await Promise.all([ask(pair.o, job.sql), ask(pair.p, job.sql)]);
+        const [a, b] = await Promise.all([ask(pair.o, job.sql, job.params), ask(pair.p, job.sql, job.params)]);
         if (!b.ok && b.code === 'timeout') {
           // The pgshard connection is stuck: count the mismatch and carry on with a new one.
           pair.p = await pgClient(proxy.port, { t });
@@ -157,7 +157,7 @@ t.test('differential: pgshard over three shards answers as one Postgres', async 
           refusals.set(k, (refusals.get(k) ?? 0) + 1);
         }
         if (verdict === 'mismatch' && failures.length < 15) {
-          failures.push(`${job.label} (PGSHARD_DIFF_SEED=${SEED} PGSHARD_DIFF_ONLY=${job.label.split(' ').pop()}; ${why}; ${job.ordered ? 'ordered' : 'multiset'})\n  ${job.sql}\n  oracle:  ${show(a)}\n  pgshard: ${show(b)}`);
+          failures.push(`${job.label} (PGSHARD_DIFF_SEED=${SEED} PGSHARD_DIFF_ONLY=${job.label.split(' ').pop()}; ${why}; ${job.ordered ? 'ordered' : 'multiset'})\n  ${job.sql}${job.params ? `  -- params ${JSON.stringify(job.params)}` : ''}\n  oracle:  ${show(a)}\n  pgshard: ${show(b)}`);
         }
       }
     }),

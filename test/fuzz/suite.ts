@@ -21,6 +21,7 @@ interface T {
   pass(m: string): void;
   ok(v: unknown, m: string): void;
   equal(a: unknown, b: unknown, m: string): void;
+  same(a: unknown, b: unknown, m: string): void;
   test(name: string, fn: (t: T) => Promise<void>): Promise<unknown>;
 }
 
@@ -99,6 +100,28 @@ export async function fuzzSuite(t: T, budget: Budget): Promise<void> {
   global.gc?.();
   const baseRss = process.memoryUsage().rss;
 
+  // A client of its own keeps querying while the cases run: pgshard must keep serving it throughout.
+  const other = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: 'app', database: 'app', connectionTimeoutMillis: BOUND_MS, query_timeout: BOUND_MS });
+  other.on('error', () => undefined);
+  await other.connect();
+  const otherStats = { queries: 0, errors: [] as string[], maxMs: 0 };
+  let fuzzing = true;
+  const otherLoop = (async () => {
+    while (fuzzing) {
+      const t0 = Date.now();
+      try {
+        const r = await other.query('select $1::int as n', [otherStats.queries]);
+        if (r.rows[0]?.n !== otherStats.queries) otherStats.errors.push(`answered ${JSON.stringify(r.rows)} to query ${otherStats.queries}`);
+      } catch (e) {
+        otherStats.errors.push((e as Error).message);
+        if (otherStats.errors.length > 5) return;
+      }
+      otherStats.maxMs = Math.max(otherStats.maxMs, Date.now() - t0);
+      otherStats.queries++;
+      await sleep(20);
+    }
+  })();
+
   const fixed = fixedCases();
   const failures: string[] = [];
   const kinds = new Map<string, number>();
@@ -146,7 +169,13 @@ export async function fuzzSuite(t: T, budget: Budget): Promise<void> {
     if (uncaught.length) break;
     if (failures.length > 50) break;
   }
+  fuzzing = false;
+  await otherLoop;
+  await Promise.race([other.end().catch(() => undefined), sleep(500)]);
   const secs = (Date.now() - started) / 1000;
+  t.comment(`a concurrent client ran ${otherStats.queries} queries meanwhile, slowest ${otherStats.maxMs} ms`);
+  t.same(otherStats.errors, [], 'a client connected throughout was served without errors while the cases ran');
+  t.ok(otherStats.queries > 0 && otherStats.maxMs < BOUND_MS, `its queries were answered within ${BOUND_MS} ms (slowest ${otherStats.maxMs} ms)`);
   t.comment(`${ran} cases in ${secs.toFixed(1)} s; outcomes ${JSON.stringify(Object.fromEntries(kinds))}; max rss +${((maxRss - baseRss) / 2 ** 20).toFixed(0)} MB`);
   process.stderr.write(`# ${ran} cases in ${secs.toFixed(1)} s (seed ${seed})\n`);
 

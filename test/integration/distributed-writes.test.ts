@@ -4,8 +4,9 @@ import t from 'tap';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { errorOf, pgClient } from '../helpers/proxy.js';
-import { SHARD_IDS, keysOnTwoShards, withSharded } from '../helpers/three-shards.js';
+import { errorOf, pgClient, sleep, startProxy } from '../helpers/proxy.js';
+import { startFaultRelay } from '../helpers/fault-relay.js';
+import { SHARD_IDS, TABLES, keysOnTwoShards, withSharded } from '../helpers/three-shards.js';
 
 const s = await withSharded(t);
 
@@ -229,4 +230,37 @@ t.test('keyless writes and multi-shard INSERTs with bind parameters (extended pr
   t.equal((await c.query('delete from users where country = $1', ['ext'])).rowCount, 2);
   t.equal(await s.total("select count(*) from users where country = 'ext'"), 0);
   t.equal(await preparedLeft(), 0);
+});
+
+t.test('a shard that goes away between PREPARE and COMMIT PREPARED: COMMIT, then the commit completes once it is back', async (t) => {
+  const relay = await startFaultRelay(t, { port: s.port('s1') });
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pgshard-txlog-'));
+  // The same ring (shard ids s0…s2), with s1 reached through the relay.
+  const p = await startProxy(t, [{ port: s.port('s0') }, { port: relay.port }, { port: s.port('s2') }], {
+    tables: TABLES,
+    transactions: { instance_id: 'relay1', log_file: path.join(dir, 'txlog.jsonl') },
+  });
+  const c = await pgClient(p.port, { t });
+  const [a] = s.keysOn('users', 's0', 1, 110_000);
+  const [b] = s.keysOn('users', 's1', 1, 110_000);
+  relay.failOn('COMMIT PREPARED');
+  await c.query('begin');
+  await c.query(`insert into users (id, name) values (${a}, 'in doubt a')`);
+  await c.query(`insert into users (id, name) values (${b}, 'in doubt b')`);
+  t.equal((await c.query('commit')).command, 'COMMIT', 'the client is told COMMIT: the decision is durable');
+  t.ok(relay.resets >= 1, `the connection to s1 was reset at COMMIT PREPARED (${relay.resets})`);
+  t.same(await holdersOf(a), ['s0'], 's0 committed');
+  t.same(await s.direct('s1', `select gid from pg_prepared_xacts where gid like 'pgshard_relay1_%'`).then((r) => r.length), 1, 's1 still holds it prepared');
+  t.same(await holdersOf(b), [], 'not yet visible on s1');
+  t.equal(p.server.coordinator.inDoubt, 1, 'one transaction in doubt');
+  await sleep(2500);
+  t.ok(relay.resets >= 2, `the coordinator keeps retrying while s1 is unreachable (${relay.resets} resets)`);
+  relay.allow();
+  const deadline = Date.now() + 15_000;
+  while ((await s.direct('s1', 'select 1 from pg_prepared_xacts')).length > 0 && Date.now() < deadline) await sleep(200);
+  t.same(await holdersOf(b), ['s1'], 'the commit completed on s1 once it was reachable');
+  t.same(await holdersOf(a), ['s0']);
+  t.equal(await preparedLeft(), 0, 'no prepared transaction left');
+  t.equal(p.server.coordinator.inDoubt, 0, 'nothing in doubt');
+  t.same((await c.query(`select name from users where id = ${b}`)).rows, [{ name: 'in doubt b' }], 'read back through pgshard');
 });
