@@ -81,6 +81,7 @@ export class AdminConsole {
         severity: 'FATAL',
         hint: 'Connect as a user listed under console.users in the configuration, or add this user there.',
       });
+      socket.resume();
       socket.end(e.toMessage(), () => socket.destroy());
       return;
     }
@@ -112,9 +113,10 @@ export class AdminConsole {
     const h = this.host;
     switch (cmd) {
       case 'SHARDS': {
+        const shards = h.topology?.shards ?? h.config.shards; // the live list once the topology store is open
         const shares = currentRing(h).shares();
         const status = await Promise.all(
-          h.config.shards.map(async (s) => {
+          shards.map(async (s) => {
             const pool = h.pools.get(s.id);
             if (!pool) return { up: null, error: null };
             // A pool with connections in use and no failure since is up; asking it for one more could only wait.
@@ -124,7 +126,7 @@ export class AdminConsole {
           }),
         );
         return showShards(
-          h.config.shards.map((s, i) => ({
+          shards.map((s, i) => ({
             id: s.id,
             host: s.host,
             port: s.port,
@@ -217,6 +219,7 @@ class ConsoleSession {
     this.socket.on('close', () => this.closeQuietly());
     this.socket.on('error', () => this.closeQuietly());
     if (leftover.length) this.onData(leftover);
+    this.socket.resume(); // startup.ts leaves the socket paused for whoever takes it over
   }
 
   close(reason: PgError): void {

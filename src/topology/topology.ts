@@ -27,7 +27,7 @@ export class Topology {
   static open(cfg: Config, instance: string): Topology {
     const store = new FileTopologyStore(topologyFile(cfg, instance));
     const loaded = store.load();
-    if (loaded) return new Topology(store, loaded);
+    if (loaded) return new Topology(store, { ...loaded, shards: loaded.shards.map((s) => withConfiguredConnection(s, cfg)) });
     const seed: TopologyState = { version: 1, vnodes: cfg.ring.vnodes, shards: cfg.shards.map((s) => ({ ...s })), rebalance: null };
     store.save(seed);
     return new Topology(store, seed);
@@ -73,6 +73,17 @@ export class Topology {
     if (next.shards !== prev.shards) this.ringValue = ringOf(next);
     for (const fn of this.listeners) fn(next, this.ringValue, prev);
   }
+}
+
+/**
+ * A shard the configuration names takes its credentials and TLS settings from the configuration, not from
+ * the store: a rotated password, a new CA or a stricter sslmode must apply at the next start.
+ */
+function withConfiguredConnection(s: ShardConfig, cfg: Config): ShardConfig {
+  const c = cfg.shards.find((x) => x.id === s.id);
+  if (!c) return s;
+  const { password, password_env, password_file, sslmode, sslrootcert, sslcert, sslkey } = c;
+  return { ...s, password, password_env, password_file, sslmode, sslrootcert, sslcert, sslkey };
 }
 
 export function ringOf(state: Pick<TopologyState, 'shards' | 'vnodes'>): HashRing {
