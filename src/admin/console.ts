@@ -114,9 +114,10 @@ export class AdminConsole {
     const h = this.host;
     switch (cmd) {
       case 'SHARDS': {
+        const shards = h.topology?.shards ?? h.config.shards; // the live list once the topology store is open
         const shares = currentRing(h).shares();
         const status = await Promise.all(
-          h.config.shards.map(async (s) => {
+          shards.map(async (s) => {
             const pool = h.pools.get(s.id);
             if (!pool) return { up: null, error: null };
             // A pool with connections in use and no failure since is up; asking it for one more could only wait.
@@ -126,7 +127,7 @@ export class AdminConsole {
           }),
         );
         return showShards(
-          h.config.shards.map((s, i) => ({
+          shards.map((s, i) => ({
             id: s.id,
             host: s.host,
             port: s.port,
@@ -219,6 +220,7 @@ class ConsoleSession {
     this.socket.on('close', () => this.closeQuietly());
     this.socket.on('error', () => this.closeQuietly());
     if (leftover.length) this.onData(leftover);
+    this.socket.resume(); // startup.ts leaves the socket paused for whoever takes it over
   }
 
   close(reason: PgError): void {

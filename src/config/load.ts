@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { configSchema, type Config } from './schema.js';
+import { processSecrets, resolveSecrets, type SecretSource } from './secrets.js';
 
 export class ConfigError extends Error {
   constructor(public readonly problems: string[], source: string) {
@@ -9,9 +10,13 @@ export class ConfigError extends Error {
 }
 
 /** Validates an already-parsed document; every problem is reported with its key path. */
-export function validateConfig(doc: unknown, source = 'configuration'): Config {
+export function validateConfig(doc: unknown, source = 'configuration', secrets: SecretSource = processSecrets): Config {
   const r = configSchema.safeParse(doc ?? {});
-  if (r.success) return r.data;
+  if (r.success) {
+    const { config, problems } = resolveSecrets(r.data, secrets);
+    if (problems.length) throw new ConfigError(problems, source);
+    return config;
+  }
   const problems = r.error.issues.map((i) => {
     const path = i.path.length ? i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') : '(top level)';
     return `${path}: ${i.message}`;

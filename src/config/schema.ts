@@ -13,6 +13,9 @@ const user = z
     name: z.string().min(1),
     /** Plain password, or an `md5…` hash, or a `SCRAM-SHA-256$…` verifier as stored by Postgres in pg_authid. */
     password: z.string().optional(),
+    /** The password from an environment variable or a file instead (see config/secrets.ts). */
+    password_env: z.string().min(1).optional(),
+    password_file: z.string().min(1).optional(),
     /** Overrides the top-level `auth.method` for this user. */
     auth: authMethod.optional(),
   })
@@ -26,6 +29,8 @@ const shard = z
     database: z.string().min(1),
     user: z.string().min(1),
     password: z.string().optional(),
+    password_env: z.string().min(1).optional(),
+    password_file: z.string().min(1).optional(),
     /** Relative share of the keyspace: the shard gets vnodes × weight points on the ring. */
     weight: z.number().int().min(1).max(100).default(1),
     /** TLS to the shard, as libpq's sslmode; verify-ca and verify-full need sslrootcert (PEM CA file). */
@@ -156,7 +161,13 @@ export const configSchema = z
       .strict()
       .default({ level: 'info', slow_statement_ms: 1000 }),
     admin: z
-      .object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535), token: z.string().optional() })
+      .object({
+        host: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535),
+        token: z.string().optional(),
+        token_env: z.string().min(1).optional(),
+        token_file: z.string().min(1).optional(),
+      })
       .strict()
       .optional(),
     /** Where the shard list, the ring's version and the rebalance state are kept (default: under .pgshard/). */
@@ -170,6 +181,15 @@ export const configSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    if (c.admin && onlyOneSecret(c.admin.token, c.admin.token_env, c.admin.token_file) > 1)
+      ctx.addIssue({ code: 'custom', path: ['admin'], message: 'give one of token, token_env, token_file' });
+    // Without a token the API would answer loopback clients only; bound beyond loopback that is a mistake.
+    if (c.admin && onlyOneSecret(c.admin.token, c.admin.token_env, c.admin.token_file) === 0 && !/^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(c.admin.host))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['admin', 'host'],
+        message: `the admin API on "${c.admin.host}" is reachable beyond this host: set admin.token (or token_env / token_file), or bind it to 127.0.0.1`,
+      });
     for (const [name, t] of Object.entries(c.tables)) {
       if ('generated' in t && t.generated && t.key_type !== 'bigint')
         ctx.addIssue({ code: 'custom', path: ['tables', name, 'generated'], message: 'generated keys need key_type: bigint' });
@@ -178,6 +198,8 @@ export const configSchema = z
     }
     const ids = new Set<string>();
     c.shards.forEach((s, i) => {
+      if (onlyOneSecret(s.password, s.password_env, s.password_file) > 1)
+        ctx.addIssue({ code: 'custom', path: ['shards', i], message: 'give one of password, password_env, password_file' });
       if ((s.sslmode === 'verify-ca' || s.sslmode === 'verify-full') && !s.sslrootcert)
         ctx.addIssue({ code: 'custom', path: ['shards', i, 'sslrootcert'], message: `sslmode ${s.sslmode} needs sslrootcert: the CA file that signed the shard's certificate` });
       if ((s.sslcert === undefined) !== (s.sslkey === undefined))
@@ -195,10 +217,16 @@ export const configSchema = z
       if (names.has(u.name)) ctx.addIssue({ code: 'custom', path: ['users', i, 'name'], message: `duplicate user "${u.name}"` });
       names.add(u.name);
       const method = u.auth ?? c.auth.method;
-      if (method !== 'trust' && u.password === undefined)
+      if (onlyOneSecret(u.password, u.password_env, u.password_file) > 1)
+        ctx.addIssue({ code: 'custom', path: ['users', i], message: 'give one of password, password_env, password_file' });
+      if (method !== 'trust' && u.password === undefined && u.password_env === undefined && u.password_file === undefined)
         ctx.addIssue({ code: 'custom', path: ['users', i, 'password'], message: `user "${u.name}" needs a password for ${method} authentication` });
     });
   });
+
+function onlyOneSecret(...sources: (string | undefined)[]): number {
+  return sources.filter((x) => x !== undefined).length;
+}
 
 export type Config = z.infer<typeof configSchema>;
 export type ShardConfig = Config['shards'][number];

@@ -23,9 +23,14 @@ const SSL_REQUEST_PACKET = (() => {
   return b;
 })();
 
+/** libpq's default; a shard entry written before sslmode existed (e.g. in a topology store) has none. */
+function modeOf(shard: ShardConfig): SslMode {
+  return shard.sslmode ?? 'prefer';
+}
+
 /** Certificate files are read when a connection is made, so replacing them takes effect without a restart. */
 function tlsOptions(shard: ShardConfig, socket: net.Socket): tls.ConnectionOptions {
-  const mode = shard.sslmode;
+  const mode = modeOf(shard);
   const verify = mode === 'verify-ca' || mode === 'verify-full';
   const opts: tls.ConnectionOptions = {
     socket,
@@ -46,6 +51,7 @@ function tlsOptions(shard: ShardConfig, socket: net.Socket): tls.ConnectionOptio
  * names the shard, the address and what failed.
  */
 export function openShardSocket(shard: ShardConfig, timeoutMs: number): Promise<net.Socket> {
+  const mode = modeOf(shard);
   const where = `shard "${shard.id}" at ${shard.host}:${shard.port}`;
   return new Promise<net.Socket>((resolve, reject) => {
     let done = false;
@@ -73,16 +79,16 @@ export function openShardSocket(shard: ShardConfig, timeoutMs: number): Promise<
     raw.on('error', (e) => fail(e.message));
     raw.on('close', () => fail('the server closed the connection'));
     raw.once('connect', () => {
-      if (shard.sslmode === 'disable') return succeed(raw);
+      if (mode === 'disable') return succeed(raw);
       raw.write(SSL_REQUEST_PACKET);
       raw.once('data', (answer: Buffer) => {
         raw.pause();
         if (answer[0] === 0x4e /* N */) {
-          if (shard.sslmode === 'prefer') {
+          if (mode === 'prefer') {
             if (answer.length > 1) return fail('the server sent data after refusing SSL');
             return succeed(raw);
           }
-          return fail(`the server does not accept SSL connections (sslmode=${shard.sslmode})`, 'Turn on ssl on the shard, or set sslmode to prefer or disable for it.');
+          return fail(`the server does not accept SSL connections (sslmode=${mode})`, 'Turn on ssl on the shard, or set sslmode to prefer or disable for it.');
         }
         if (answer[0] !== 0x53 /* S */ || answer.length > 1) return fail(`the server answered SSLRequest with an unexpected ${answer.length > 1 ? 'message' : 'byte'}`);
         let opts: tls.ConnectionOptions;
@@ -95,9 +101,9 @@ export function openShardSocket(shard: ShardConfig, timeoutMs: number): Promise<
         current = secure;
         secure.on('error', (e) =>
           fail(
-            `TLS: ${e.message} (sslmode=${shard.sslmode}${shard.sslrootcert ? `, sslrootcert=${shard.sslrootcert}` : ''})`,
-            shard.sslmode === 'verify-full' || shard.sslmode === 'verify-ca'
-              ? "Check that sslrootcert holds the CA that signed the shard's certificate" + (shard.sslmode === 'verify-full' ? ' and that the certificate names the host in its subjectAltName.' : '.')
+            `TLS: ${e.message} (sslmode=${mode}${shard.sslrootcert ? `, sslrootcert=${shard.sslrootcert}` : ''})`,
+            mode === 'verify-full' || mode === 'verify-ca'
+              ? "Check that sslrootcert holds the CA that signed the shard's certificate" + (mode === 'verify-full' ? ' and that the certificate names the host in its subjectAltName.' : '.')
               : undefined,
           ),
         );
