@@ -20,6 +20,7 @@ CREATE TABLE bin_text (k varchar(40) PRIMARY KEY, v text);
 CREATE TABLE bin_char (k char(4) PRIMARY KEY, v text);
 CREATE DOMAIN positive_id AS bigint CHECK (VALUE > 0);
 CREATE TABLE bin_domain (k positive_id PRIMARY KEY, v text);
+CREATE UNLOGGED TABLE copy_sink (k bigint, payload text);
 `;
 
 const s = await withSharded(t, {
@@ -33,6 +34,7 @@ const s = await withSharded(t, {
       bin_text: { shard_key: 'k', key_type: 'text' },
       bin_char: { shard_key: 'k', key_type: 'text' },
       bin_domain: { shard_key: 'k', key_type: 'bigint' },
+      copy_sink: { shard_key: 'k', key_type: 'bigint' },
     },
   },
 });
@@ -230,21 +232,21 @@ t.test('binary COPY errors: NULL key, malformed data, unsupported key type; noth
 t.test('a shard that does not keep up holds the client back: pgshard stops reading instead of buffering', async (t) => {
   const relay = await startFaultRelay(t, { port: s.port('s1') });
   const p = await startProxy(t, [{ port: s.port('s0') }, { port: relay.port }, { port: s.port('s2') }], {
-    tables: TABLES,
+    tables: { ...TABLES, copy_sink: { shard_key: 'k', key_type: 'bigint' } },
     transactions: { instance_id: 'copyslow', log_file: path.join(dir, 'txlog-copyslow.jsonl') },
   });
   const c = await RawClient.connect(p.port);
   t.teardown(() => c.close());
-  c.send(fe.query('COPY users (id, name, email, country) FROM STDIN'));
+  c.send(fe.query('COPY copy_sink (k, payload) FROM STDIN'));
   t.match(await c.readUntil(['G', 'E'], 10_000), [{ type: 'G' }], 'CopyInResponse');
   relay.stall();
   const ROWS = 20_000;
-  const filler = 'x'.repeat(2000);
+  const filler = 'x'.repeat(1900); // under the TOAST threshold: the shards store it as it is, quickly
   const MB = 1024 * 1024;
   let sent = 0;
   for (let i = 0; i < ROWS; i += 500) {
     const lines: string[] = [];
-    for (let k = i; k < i + 500; k++) lines.push(`${7_000_000 + k}\t${filler}\t\\N\tslow\n`);
+    for (let k = i; k < i + 500; k++) lines.push(`${k}\t${filler}\n`);
     const msg = copyData(Buffer.from(lines.join('')));
     sent += msg.length;
     c.socket.write(msg);
@@ -258,8 +260,5 @@ t.test('a shard that does not keep up holds the client back: pgshard stops readi
   c.send(Buffer.from([0x63, 0, 0, 0, 4]));
   const done = await c.readUntilReady(120_000);
   t.same(done.filter((m) => m.type === 'C').map((m) => m.tag), [`COPY ${ROWS}`], 'then every row arrives');
-  t.equal(await rowsWhereTheyBelong(t, 'users', "country = 'slow'", 'id'), ROWS);
-  await s.direct('s0', "delete from users where country = 'slow'");
-  await s.direct('s1', "delete from users where country = 'slow'");
-  await s.direct('s2', "delete from users where country = 'slow'");
+  t.equal(await rowsWhereTheyBelong(t, 'copy_sink'), ROWS);
 });

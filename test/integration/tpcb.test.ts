@@ -39,7 +39,7 @@ const WITH_REFERENCE = {
 
 const SCALE = 10;
 const CLIENTS = 8;
-const SECONDS = Number(process.env.PGSHARD_TPCB_SECONDS ?? 8);
+const SECONDS = Number(process.env.PGSHARD_TPCB_SECONDS ?? 6);
 
 await initHash();
 const shards = await withShards(t, 3, { settings: { max_connections: 100, synchronous_commit: 'off' } });
