@@ -20,7 +20,7 @@ import { currentRing } from './metrics.js';
 import { probePool } from './health.js';
 import { openApiDocument, type RouteDoc } from './openapi.js';
 import { z } from 'zod';
-import type { ShardConfig } from '../config/schema.js';
+import { shardSchema, type ShardConfig } from '../config/schema.js';
 import { RebalanceError } from '../rebalance/engine.js';
 
 export interface AdminConfig {
@@ -213,22 +213,9 @@ function shardView(s: ShardConfig, status: string) {
   return { id: s.id, host: s.host, port: s.port, database: s.database, weight: s.weight, up: null, last_error: null, pool: null, status };
 }
 
-const shardBody = z
-  .object({
-    id: z.string().regex(/^[A-Za-z0-9_-]+$/, 'shard ids are letters, digits, _ and -'),
-    host: z.string().min(1),
-    port: z.number().int().min(1).max(65535).default(5432),
-    database: z.string().min(1),
-    user: z.string().min(1),
-    password: z.string().optional(),
-    weight: z.number().int().min(1).max(100).default(1),
-    // TLS to the new shard, as in the configuration's shards[] (libpq's sslmode).
-    sslmode: z.enum(['disable', 'prefer', 'require', 'verify-ca', 'verify-full']).default('prefer'),
-    sslrootcert: z.string().optional(),
-    sslcert: z.string().optional(),
-    sslkey: z.string().optional(),
-  })
-  .strict()
+// The configuration's shard, less the secret indirections that only make sense in a file on the host.
+const shardBody = shardSchema
+  .omit({ password_env: true, password_file: true })
   .refine((b) => !(b.sslmode === 'verify-ca' || b.sslmode === 'verify-full') || b.sslrootcert !== undefined, {
     message: 'sslmode verify-ca and verify-full need sslrootcert (a PEM CA file on the pgshard host)',
     path: ['sslrootcert'],

@@ -21,7 +21,8 @@ const user = z
   })
   .strict();
 
-const shard = z
+/** One shard, as the configuration lists it (also the body of the admin API's POST /shards). */
+export const shardSchema = z
   .object({
     id: z.string().regex(/^[A-Za-z0-9_-]+$/, 'shard ids are letters, digits, _ and -'),
     host: z.string().min(1),
@@ -140,7 +141,7 @@ export const configSchema = z
     database: z.string().optional(),
     auth: auth.default(auth.parse({})),
     users: z.array(user).min(1, 'at least one user is needed to let clients in'),
-    shards: z.array(shard).min(1, 'at least one shard is needed'),
+    shards: z.array(shardSchema).min(1, 'at least one shard is needed'),
     ring: z.object({ vnodes: z.number().int().min(1).max(100_000).default(256) }).strict().default({ vnodes: 256 }),
     tables: z.record(z.string(), table).default({}),
     /** What a statement on a table not named under `tables` does: treat it as a reference table, or refuse it. */

@@ -9,7 +9,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { withShards, APP } from '../helpers/shards.js';
 import { startProxy, testLogger, sleep } from '../helpers/proxy.js';
-import { initHash, hash64 } from '../../src/routing/hash.js';
+import { initHash } from '../../src/routing/hash.js';
 import { canonicalFromText } from '../../src/routing/canonical.js';
 import { Metrics } from '../../src/admin/metrics.js';
 import { startAdmin } from '../../src/admin/http.js';
@@ -164,6 +164,9 @@ t.test('add a fourth shard, then remove one, under load', async (t) => {
 
     const remove = await api('DELETE', '/shards/s1');
     t.equal(remove.status, 202, 'removing s1 started');
+    const removing = (await api('GET', '/shards')).body as unknown as { id: string; status: string }[];
+    const s1Status = removing.find((s) => s.id === 's1')?.status;
+    t.ok(s1Status === 'removing' || (await api('GET', '/rebalance')).body.state === 'done', `GET /shards shows s1 being removed (${s1Status})`);
     const removed = await waitDone('remove s1');
     t.comment(`remove s1: copied ${removed.rows_copied} rows, cut-over pause ${removed.pause_ms} ms after ${removed.cutover_attempts} attempt(s), cleaned ${removed.rows_cleaned}`);
     t.same(proxy.server.topology.shards.map((s) => s.id), ['s0', 's2', 's3']);
@@ -205,7 +208,6 @@ t.test('add a fourth shard, then remove one, under load', async (t) => {
   t.equal([...orders.values()].reduce((a, b) => a + b, 0), wantOrders, `orders: ${JSON.stringify(Object.fromEntries(orders))}`);
   t.equal(orders.get('s1'), 0, 'the removed shard keeps no sharded rows');
   t.same((await c3!.query('SELECT code FROM countries ORDER BY code', 'app')).map((r) => r.code), ['de', 'fr', 'jp'], 'the reference table was copied to the new shard');
-  t.equal(hash64(canonicalFromText('bigint', '1')) > 0n, true);
 
   // Slots and publications are gone; the metrics moved.
   for (const c of [c0!, c1!, c2!, c3!]) {
