@@ -48,3 +48,16 @@ export function resolveSecrets(cfg: Config, src: SecretSource = processSecrets):
   }
   return { config: { ...cfg, users, shards, ...(admin ? { admin } : {}) }, problems };
 }
+
+/** A shard's password from its _env/_file source now (undefined: none, or not readable). */
+export function shardPassword(s: { password?: string | undefined; password_env?: string | undefined; password_file?: string | undefined }, src: SecretSource = processSecrets): string | undefined {
+  if (s.password_env !== undefined) return src.env[s.password_env] || undefined;
+  if (s.password_file !== undefined) {
+    try {
+      return src.readFile(s.password_file).replace(/\r?\n$/, '');
+    } catch {
+      return undefined;
+    }
+  }
+  return s.password;
+}

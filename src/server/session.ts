@@ -680,6 +680,8 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
     let scatter: { target: Target & { kind: 'scatter' }; portal: PortalInfo } | null = null;
     let listen: { effect: Extract<SessionEffect, { type: 'listen' | 'unlisten' }>; tag: string } | null = null;
     let held: Promise<void> | null = null;
+    let crossShard = false;
+    const execTargets = new Map<number, Target>(); // each Execute's own target (a later Bind may reuse its portal name)
     for (let i = 0; i < msgs.length && !problem; i++) {
       const m = msgs[i]!;
       try {
@@ -728,7 +730,13 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
                 hint: 'Add a condition on the shard key, or use the simple query protocol for cross-shard reads.',
               }),
             };
-          } else target = mergeTargets(target, t);
+          } else {
+            execTargets.set(i, t);
+            const merged = mergeTargets(target, t);
+            // Single-shard statements on different shards before one Sync: run in turn, one transaction.
+            if (merged.kind === 'error' && endsWithSync && (t.kind === 'shard' || t.kind === 'home')) crossShard = true;
+            else target = merged;
+          }
           if (target.kind === 'error') problem = { index: i, error: target.error };
         }
       } catch (e) {
@@ -743,6 +751,18 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
         const firstExec = msgs.findIndex((x) => x.type === Frontend.Execute);
         problem = { index: firstExec >= 0 ? firstExec : 0, error: t.error };
       } else target = t;
+    }
+    if (!problem && crossShard) {
+      const groups = multi || scatter || listen ? null : batchGroups(msgs, execTargets);
+      if (!groups) {
+        const firstExec = msgs.findIndex((x) => x.type === Frontend.Execute);
+        problem = { index: firstExec >= 0 ? firstExec : 0, error: crossShardBatch() };
+      } else {
+        if (this.backend && !this.idleBackend()) return false;
+        this.batch = [];
+        this.batchBytes = 0;
+        return this.runBatchGroups(msgs, groups);
+      }
     }
     if (!problem && listen) {
       if (this.backend && !this.idleBackend()) return false;
@@ -820,6 +840,49 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
       return true;
     }
     return ready.then(send);
+  }
+
+  /**
+   * Runs the groups in turn, each on its shard's participant of one transaction (the client's, or an
+   * implicit one committed at the Sync with two-phase commit when several shards wrote); answers stream
+   * in request order. After an error nothing more runs and the whole batch is rolled back, as Postgres
+   * does with the implicit transaction of a batch.
+   */
+  private async runBatchGroups(msgs: FrontendMessage[], groups: { shard: string | null; msgs: FrontendMessage[] }[]): Promise<void> {
+    if (this.localTx === 'failed' || this.backend?.txStatus === 'E') {
+      this.answerBatchLocally(msgs, { index: 0, error: new PgError(SqlState.InFailedSqlTransaction, 'current transaction is aborted, commands ignored until end of transaction block') }, true);
+      return;
+    }
+    const implicit = !this.inTransactionBlock();
+    if (implicit) this.beginImplicit();
+    let failed = false;
+    let shard = this.defaultShard();
+    for (const g of groups) {
+      shard = g.shard ?? shard;
+      for (;;) {
+        const r = this.useShard(shard);
+        if (r === true) break;
+        if (r === false) await this.waitIdle();
+        else await r;
+      }
+      this.sendBatch(g.msgs, null, false);
+      // End the group's messages on this participant; inside the transaction block a Sync commits nothing.
+      this.extendedOpen = false;
+      this.openExecuted = false;
+      this.push({ kind: 'sync', swallow: true });
+      this.syncPoints++;
+      this.backend!.write(SYNC);
+      await this.waitIdle();
+      if (this.backend?.txStatus !== 'T') {
+        failed = true;
+        break;
+      }
+    }
+    if (implicit) {
+      await this.endDistributed(!failed, (_tag, err) => this.replyLocal(err ? [err.toMessage()] : [], 'I'));
+      return;
+    }
+    this.replyLocal([], this.currentStatus());
   }
 
   /** pgshard's own answers to a whole batch whose one Execute it carried out itself (tag, or err). */
@@ -2461,6 +2524,29 @@ function crossShardBatch(): PgError {
   return new PgError(SqlState.FeatureNotSupported, 'the statements before this Sync reach different shards, which needs distributed transactions (not supported yet)', {
     hint: 'Send a Sync between statements on different shard keys, or keep the batch on one shard key value.',
   });
+}
+
+/**
+ * A batch of single-shard statements for different shards up to one Sync (pgjdbc's executeBatch,
+ * psycopg's executemany): cut into groups that each end with an Execute, with the shard each runs on
+ * (null: wherever the transaction is); null when the batch has another shape (messages after its last
+ * Execute, an Execute whose statement pgshard could not route alone).
+ */
+function batchGroups(msgs: FrontendMessage[], targets: Map<number, Target>): { shard: string | null; msgs: FrontendMessage[] }[] | null {
+  const groups: { shard: string | null; msgs: FrontendMessage[] }[] = [];
+  let cur: FrontendMessage[] = [];
+  for (let i = 0; i < msgs.length - 1; i++) {
+    const m = msgs[i]!;
+    if (m.type !== Frontend.Parse && m.type !== Frontend.Bind && m.type !== Frontend.Describe && m.type !== Frontend.Execute && m.type !== Frontend.Close) return null;
+    cur.push(m);
+    if (m.type !== Frontend.Execute) continue;
+    const t = targets.get(i);
+    if (t && t.kind !== 'shard' && t.kind !== 'home') return null;
+    groups.push({ shard: t?.kind === 'shard' ? t.shard : null, msgs: cur });
+    cur = [];
+  }
+  if (cur.length || msgs[msgs.length - 1]!.type !== Frontend.Sync) return null;
+  return groups;
 }
 
 function mergeTargets(a: Target, b: Target): Target {

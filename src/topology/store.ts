@@ -39,7 +39,7 @@ export class FileTopologyStore {
     // Passwords of shards are in here (as in the configuration): readable by the owner only.
     const fd = openSync(tmp, 'w', 0o600);
     try {
-      writeSync(fd, `${JSON.stringify(state, null, 2)}\n`);
+      writeSync(fd, `${JSON.stringify(persistable(state), null, 2)}\n`);
       fsyncSync(fd);
     } finally {
       closeSync(fd);
@@ -52,4 +52,19 @@ export class FileTopologyStore {
       closeSync(dfd);
     }
   }
+}
+
+/**
+ * What is written: a password that came from an environment variable or a file stays there (the store
+ * keeps where to find it, and it is read again at start), so the file never holds such a secret.
+ */
+function persistable(state: TopologyState): TopologyState {
+  return {
+    ...state,
+    shards: state.shards.map((s) => {
+      if (s.password_env === undefined && s.password_file === undefined) return s;
+      const { password: _secret, ...rest } = s;
+      return rest;
+    }),
+  };
 }

@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { Config, ShardConfig } from '../config/schema.js';
 import { HashRing } from '../routing/ring.js';
 import { FileTopologyStore } from './store.js';
+import { shardPassword } from '../config/secrets.js';
 import type { RebalanceRecord, TopologyState } from './types.js';
 
 export type TopologyListener = (next: TopologyState, ring: HashRing, prev: TopologyState) => void;
@@ -30,7 +31,7 @@ export class Topology {
     if (loaded) {
       // The store decides which shards exist and their weights (the ring); how to reach a shard the
       // configuration lists (address, credentials, TLS) stays the configuration's, so editing it still works.
-      const fresh = withConnectionsFrom(loaded, cfg.shards);
+      const fresh = withSecrets(withConnectionsFrom(loaded, cfg.shards));
       if (fresh !== loaded) store.save(fresh);
       return new Topology(store, fresh);
     }
@@ -79,6 +80,19 @@ export class Topology {
     if (next.shards !== prev.shards) this.ringValue = ringOf(next);
     for (const fn of this.listeners) fn(next, this.ringValue, prev);
   }
+}
+
+/** Passwords the store keeps only the source of (password_env / password_file) are read again. */
+function withSecrets(state: TopologyState): TopologyState {
+  if (!state.shards.some((s) => s.password === undefined && (s.password_env !== undefined || s.password_file !== undefined))) return state;
+  return {
+    ...state,
+    shards: state.shards.map((s) => {
+      if (s.password !== undefined || (s.password_env === undefined && s.password_file === undefined)) return s;
+      const password = shardPassword(s);
+      return password === undefined ? s : { ...s, password };
+    }),
+  };
 }
 
 /** The state with the configuration's connection settings for the shards both list (same object when none differ). */

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { errorOf, pgClient, sleep, startProxy } from '../helpers/proxy.js';
 import { startFaultRelay } from '../helpers/fault-relay.js';
-import { RawClient, fe } from '../helpers/raw-client.js';
+import { RawClient, fe, types } from '../helpers/raw-client.js';
 import { SHARD_IDS, TABLES, keysOnTwoShards, withSharded } from '../helpers/three-shards.js';
 
 const s = await withSharded(t);
@@ -310,20 +310,7 @@ t.test('a multi-row INSERT over several shards: RETURNING in VALUES order, one c
   t.equal(await preparedLeft(), 0);
 });
 
-t.test('an extended-protocol batch whose statements reach several shards before one Sync: refused, nothing applied', async (t) => {
-  const c = await RawClient.connect(s.proxy.port);
-  t.teardown(() => c.close());
-  const { a, b } = keysOnTwoShards(s, 'users', 130_000);
-  const insert = (k: number, name: string) => [fe.parse('', `insert into users (id, name) values (${k}, '${name}')`), fe.bind('', ''), fe.execute('', 0)];
-  c.send(...insert(a, 'batch'), ...insert(b, 'batch'), fe.sync());
-  const m = await c.readUntilReady(10_000);
-  t.equal(m.find((x) => x.type === 'E')?.code, '0A000', `refused: ${m.find((x) => x.type === 'E')?.message}`);
-  t.equal(m.at(-1)!.status, 'I');
-  t.same([...(await holdersOf(a)), ...(await holdersOf(b))], [], 'neither statement applied');
-  t.same((await c.query('select 1')).find((x) => x.type === 'D')?.values, ['1'], 'the session goes on');
-});
-
-t.test('an extended-protocol batch up to Sync is one transaction across shards', { todo: 'the session refuses a Sync batch spanning shards (README, Limits)' }, async (t) => {
+t.test('an extended-protocol batch up to Sync is one transaction across shards', async (t) => {
   const c = await RawClient.connect(s.proxy.port);
   t.teardown(() => c.close());
   const { a, b } = keysOnTwoShards(s, 'users', 132_000);
@@ -331,9 +318,66 @@ t.test('an extended-protocol batch up to Sync is one transaction across shards',
   c.send(...insert(a, 'batch'), ...insert(b, 'batch'), fe.sync());
   const ok = await c.readUntilReady(10_000);
   t.equal(ok.filter((m) => m.type === 'E').length, 0, `no error: ${ok.find((m) => m.type === 'E')?.message ?? ''}`);
+  t.equal(types(ok), '1 2 C 1 2 C Z', 'answered in request order, one ReadyForQuery');
+  t.equal(ok.at(-1)!.status, 'I');
   t.same([...(await holdersOf(a)), ...(await holdersOf(b))], [s.owner('users', a), s.owner('users', b)], 'both rows committed, each on its shard');
-  await s.direct(s.owner('users', a), `delete from users where id = ${a}`);
-  await s.direct(s.owner('users', b), `delete from users where id = ${b}`);
+  t.equal(await preparedLeft(), 0);
+});
+
+t.test("pgjdbc's executeBatch: one named statement, rows for three shards, one Sync", async (t) => {
+  const c = await RawClient.connect(s.proxy.port);
+  t.teardown(() => c.close());
+  const keys: number[] = [];
+  for (const shard of SHARD_IDS) for (let k = 133_000; keys.length < 2 * (SHARD_IDS.indexOf(shard) + 1); k++) if (s.owner('users', k) === shard && !keys.includes(k)) keys.push(k);
+  const rowsOut = keys.flatMap((k) => [fe.bind('', 'S_1', [String(k), `jdbc ${k}`]), fe.execute('', 1)]);
+  c.send(fe.parse('S_1', 'insert into users (id, name) values ($1, $2)'), fe.describeStatement('S_1'), ...rowsOut, fe.sync());
+  const ok = await c.readUntilReady(10_000);
+  t.equal(ok.filter((m) => m.type === 'E').length, 0, `no error: ${ok.find((m) => m.type === 'E')?.message ?? ''}`);
+  t.equal(ok.filter((m) => m.type === 'C').length, keys.length, 'one INSERT 0 1 per row');
+  for (const k of keys) t.same(await holdersOf(k), [s.owner('users', k)], `row ${k} on its shard`);
+  // The named statement stays usable, on any shard.
+  const again = keys.map((k) => k + 50_000);
+  c.send(...again.flatMap((k) => [fe.bind('', 'S_1', [String(k), 'again']), fe.execute('', 0)]), fe.sync());
+  t.equal((await c.readUntilReady(10_000)).filter((m) => m.type === 'C').length, again.length);
+  t.equal(await preparedLeft(), 0);
+});
+
+t.test('an error in the second statement of a batch across shards: nothing of the batch is applied', async (t) => {
+  const c = await RawClient.connect(s.proxy.port);
+  t.teardown(() => c.close());
+  const { a, b } = keysOnTwoShards(s, 'users', 134_000);
+  await s.direct(s.owner('users', b), `insert into users (id, name) values (${b}, 'already there')`);
+  const insert = (k: number) => [fe.bind('', 'ins', [String(k), 'batch']), fe.execute('', 0)];
+  c.send(fe.parse('ins', 'insert into users (id, name) values ($1, $2)'), ...insert(a), ...insert(b), ...insert(a + 1), fe.sync());
+  const m = await c.readUntilReady(10_000);
+  t.equal(m.find((x) => x.type === 'E')?.code, '23505', 'the duplicate fails as in Postgres');
+  t.equal(m.filter((x) => x.type === 'C').length, 1, 'the first INSERT answered, nothing after the error');
+  t.equal(m.at(-1)!.status, 'I');
+  t.same(await holdersOf(a), [], 'the first shard rolled back');
+  t.same(await holdersOf(a + 1), [], 'the statement after the error never ran');
+  t.same((await c.query('select 1')).find((x) => x.type === 'D')?.values, ['1'], 'the session goes on');
+  t.equal(await preparedLeft(), 0);
+});
+
+t.test('a batch across shards inside BEGIN stays in the transaction until COMMIT or ROLLBACK', async (t) => {
+  const c = await RawClient.connect(s.proxy.port);
+  t.teardown(() => c.close());
+  const { a, b } = keysOnTwoShards(s, 'users', 135_000);
+  const insert = (k: number) => [fe.bind('', 'ins2', [String(k), 'in tx']), fe.execute('', 0)];
+  await c.query('begin');
+  c.send(fe.parse('ins2', 'insert into users (id, name) values ($1, $2)'), ...insert(a), ...insert(b), fe.sync());
+  const m = await c.readUntilReady(10_000);
+  t.equal(m.filter((x) => x.type === 'E').length, 0);
+  t.equal(m.at(-1)!.status, 'T', 'still in the transaction');
+  t.same([...(await holdersOf(a)), ...(await holdersOf(b))], [], 'not visible before COMMIT');
+  t.equal((await c.query('rollback')).find((x) => x.type === 'C')?.tag, 'ROLLBACK');
+  t.same([...(await holdersOf(a)), ...(await holdersOf(b))], [], 'rolled back on both');
+  await c.query('begin');
+  c.send(...insert(a), ...insert(b), fe.sync());
+  await c.readUntilReady(10_000);
+  t.equal((await c.query('commit')).find((x) => x.type === 'C')?.tag, 'COMMIT');
+  t.same([...(await holdersOf(a)), ...(await holdersOf(b))], [s.owner('users', a), s.owner('users', b)], 'committed on both');
+  t.equal(await preparedLeft(), 0);
 });
 
 t.test('participants that only read commit without two-phase commit', async (t) => {

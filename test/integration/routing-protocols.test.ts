@@ -147,7 +147,7 @@ t.test('pgjdbc-style extended batches route per Bind', async (t) => {
     t.same(await s.holders(`select 1 from users where id in (${same.join(',')})`), ['s0'], 'on s0 only');
   });
 
-  await t.test('a batch with one Sync over two shards is refused whole', async (t) => {
+  await t.test('a batch with one Sync over two shards runs as one transaction, each row on its owner', async (t) => {
     const c = await rawWithInsert(t);
     const { a, b } = keysOnTwoShards(s, 'users', 7000);
     c.send(
@@ -157,13 +157,21 @@ t.test('pgjdbc-style extended batches route per Bind', async (t) => {
       serialize.execute({}),
       serialize.sync(),
     );
-    const mixed = await drain(c);
-    t.equal(mixed.find((x) => x.startsWith('E')), 'E 0A000', `refused (${mixed.join(' ')})`);
-    t.equal(mixed.filter((x) => x.startsWith('Z')).join(), 'Z I', 'one ReadyForQuery, idle');
-    t.same(await s.holders(`select 1 from users where id in (${a}, ${b})`), [], 'neither row on any shard');
-    c.send(serialize.bind({ statement: 'S_1', values: [String(a), 'a'] }), serialize.execute({}), serialize.sync());
-    t.same(await drain(c), ['2', 'C INSERT 0 1', 'Z I'], 'the session goes on');
-    t.same(await s.holders(`select 1 from users where id = ${a}`), [s.owner('users', a)], 'on its owner');
+    t.same(await drain(c), ['2', 'C INSERT 0 1', '2', 'C INSERT 0 1', 'Z I'], 'answered in order, one ReadyForQuery');
+    t.same(await s.holders(`select 1 from users where id = ${a}`), [s.owner('users', a)], 'a on its owner');
+    t.same(await s.holders(`select 1 from users where id = ${b}`), [s.owner('users', b)], 'b on its owner');
+    // The same batch again: the second row is a duplicate on its shard, so neither is applied.
+    await s.direct(s.owner('users', a), `delete from users where id = ${a}`);
+    c.send(
+      serialize.bind({ statement: 'S_1', values: [String(a), 'a'] }),
+      serialize.execute({}),
+      serialize.bind({ statement: 'S_1', values: [String(b), 'b'] }),
+      serialize.execute({}),
+      serialize.sync(),
+    );
+    const failed = await drain(c);
+    t.equal(failed.find((x) => x.startsWith('E')), 'E 23505', `the duplicate fails (${failed.join(' ')})`);
+    t.same(await s.holders(`select 1 from users where id = ${a}`), [], 'the first row was rolled back with it');
   });
 
   await t.test('a named SELECT, pipelined over keys of every shard', async (t) => {

@@ -82,3 +82,27 @@ t.test("the configuration still says how to reach the shards it lists (the store
   t.equal(again.ring.points().length, first.ring.points().length, 'same ring');
   t.same(JSON.parse(readFileSync(file, 'utf8')).shards.find((s: { id: string }) => s.id === 'b').port, 6002, 'persisted');
 });
+
+t.test('a shard password from an environment variable or a file is never written to the topology file', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgshard-topo-'));
+  const file = path.join(dir, 'topology.json');
+  const secretFile = path.join(dir, 'b.secret');
+  writeFileSync(secretFile, 'from-a-file\n');
+  process.env.PGSHARD_TEST_TOPO_SECRET = 'from-the-env';
+  t.teardown(() => void delete process.env.PGSHARD_TEST_TOPO_SECRET);
+  const withSecrets = [
+    { ...shard('a', 5001), password: undefined, password_env: 'PGSHARD_TEST_TOPO_SECRET' },
+    { ...shard('b', 5002), password: undefined, password_file: secretFile },
+  ];
+  const topo = Topology.open(config(file, withSecrets), 'x');
+  t.equal(topo.shards.find((s) => s.id === 'a')!.password, 'from-the-env', 'resolved in memory');
+  t.equal(topo.shards.find((s) => s.id === 'b')!.password, 'from-a-file');
+  topo.setShards([...topo.shards], null);
+  const text = readFileSync(file, 'utf8');
+  t.notMatch(text, /from-the-env|from-a-file/, 'neither secret is in the file');
+  t.match(text, /PGSHARD_TEST_TOPO_SECRET/, 'where to find it is');
+  // A shard the configuration no longer lists still gets its password from the source the store kept.
+  const again = Topology.open(config(file, [shard('z', 5009)]), 'x');
+  t.equal(again.shards.find((s) => s.id === 'a')!.password, 'from-the-env');
+  t.equal(again.shards.find((s) => s.id === 'b')!.password, 'from-a-file');
+});
