@@ -1155,12 +1155,21 @@ export class ClientSession implements BackendListener, TimedSession {
       p.lockBound = true;
       const keep = p.be.listener;
       try {
-        await runQuery(p.be, `SET LOCAL lock_timeout = ${ms}`);
+        await runQuery(p.be, `SET LOCAL lock_timeout = ${ms}`, this.svc.coordinator.stepTimeoutMs);
       } catch (e) {
         this.log.warn({ shard, err: (e as Error).message }, 'could not bound lock waits on a participant');
+        this.participantGone(shard, p, e);
       }
       if (p.be.isOpen) p.be.listener = keep;
     }
+  }
+
+  /**
+   * A parked participant's connection died under an internal statement: the transaction is lost, and its
+   * COMMIT must say so (the participant stays parked, closed, so that the end of the transaction sees it).
+   */
+  private participantGone(_shard: string, p: Participant, e: unknown): void {
+    if (!p.be.isOpen) this.parkedLost ??= toPgError(e);
   }
 
   /** Runs a statement on every parked participant (savepoint bookkeeping); their errors are logged. */
@@ -1169,9 +1178,10 @@ export class ClientSession implements BackendListener, TimedSession {
     for (const [shard, p] of this.parked) {
       const keep = p.be.listener;
       try {
-        await runQuery(p.be, sql);
+        await runQuery(p.be, sql, this.svc.coordinator.stepTimeoutMs);
       } catch (e) {
         this.log.warn({ shard, err: (e as Error).message }, 'savepoint statement failed on a participant');
+        this.participantGone(shard, p, e);
       }
       if (p.be.isOpen) p.be.listener = keep;
     }
