@@ -2071,12 +2071,9 @@ export class ClientSession implements BackendListener, TimedSession {
     const be = this.backend;
     if (this.scatter) return this.socket.writableNeedDrain ? 'client-not-reading' : 'active';
     // COPY FROM STDIN waits for the client's data; an open extended batch without Sync, for its next message.
-    if (this.copyIn || this.copy || this.busy) return 'busy';
-    if (this.syncPoints > 0 || this.expectHead < this.expect.length) {
-      if (!be) return 'busy';
-      return this.socket.writableNeedDrain ? 'client-not-reading' : 'active';
-    }
-    if (this.extendedOpen || this.queue.length > 0) return 'busy';
+    if (this.copyIn || this.copy) return 'busy';
+    if (be && (this.syncPoints > 0 || this.expectHead < this.expect.length)) return this.socket.writableNeedDrain ? 'client-not-reading' : 'active';
+    if (this.busy || this.extendedOpen || this.queue.length > 0 || this.syncPoints > 0) return 'busy';
     if ((be && be.txStatus !== 'I') || this.localTx !== 'none' || this.parked.size > 0) return 'idle-in-transaction';
     return 'idle';
   }
