@@ -1304,12 +1304,21 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
       p.lockBound = true;
       const keep = p.be.listener;
       try {
-        await runQuery(p.be, `SET LOCAL lock_timeout = ${ms}`);
+        await runQuery(p.be, `SET LOCAL lock_timeout = ${ms}`, this.svc.coordinator.stepTimeoutMs);
       } catch (e) {
         this.log.warn({ shard, err: (e as Error).message }, 'could not bound lock waits on a participant');
+        this.participantGone(shard, p, e);
       }
       if (p.be.isOpen) p.be.listener = keep;
     }
+  }
+
+  /**
+   * A parked participant's connection died under an internal statement: the transaction is lost, and its
+   * COMMIT must say so (the participant stays parked, closed, so that the end of the transaction sees it).
+   */
+  private participantGone(_shard: string, p: Participant, e: unknown): void {
+    if (!p.be.isOpen) this.parkedLost ??= toPgError(e);
   }
 
   /** Runs a statement on every parked participant (savepoint bookkeeping); their errors are logged. */
@@ -1318,9 +1327,10 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
     for (const [shard, p] of this.parked) {
       const keep = p.be.listener;
       try {
-        await runQuery(p.be, sql);
+        await runQuery(p.be, sql, this.svc.coordinator.stepTimeoutMs);
       } catch (e) {
         this.log.warn({ shard, err: (e as Error).message }, 'savepoint statement failed on a participant');
+        this.participantGone(shard, p, e);
       }
       if (p.be.isOpen) p.be.listener = keep;
     }
@@ -2346,12 +2356,9 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
     const be = this.backend;
     if (this.scatter) return this.socket.writableNeedDrain ? 'client-not-reading' : 'active';
     // COPY FROM STDIN waits for the client's data; an open extended batch without Sync, for its next message.
-    if (this.copyIn || this.copy || this.busy) return 'busy';
-    if (this.syncPoints > 0 || this.expectHead < this.expect.length) {
-      if (!be) return 'busy';
-      return this.socket.writableNeedDrain ? 'client-not-reading' : 'active';
-    }
-    if (this.extendedOpen || this.queue.length > 0) return 'busy';
+    if (this.copyIn || this.copy) return 'busy';
+    if (be && (this.syncPoints > 0 || this.expectHead < this.expect.length)) return this.socket.writableNeedDrain ? 'client-not-reading' : 'active';
+    if (this.busy || this.extendedOpen || this.queue.length > 0 || this.syncPoints > 0) return 'busy';
     if ((be && be.txStatus !== 'I') || this.localTx !== 'none' || this.parked.size > 0) return 'idle-in-transaction';
     return 'idle';
   }

@@ -205,6 +205,23 @@ t.test('network faults through a relay: latency, reset, blackhole; keepalives on
   const check = await pgClient(proxy.port, { t });
   t.same((await check.query('select k from fault_kv where k = any($1::bigint[])', [[k0, k1]])).rows, [], 'and commits nothing, on either shard');
   t.same((await tx.query('select 6 as n')).rows, [{ n: 6 }], 'the session goes on');
+
+  // The shard behind the blackhole is the first participant: a second shard joining the transaction
+  // (which sets lock_timeout on the first) must not wait on it forever either.
+  await tx.query('begin');
+  await tx.query("insert into fault_kv values ($1, 'tx2')", [k1]);
+  relay.mode = 'blackhole';
+  const t3 = Date.now();
+  const joined = await errorOf(async () => {
+    await tx.query("insert into fault_kv values ($1, 'tx2')", [k0]);
+    await tx.query('commit');
+  });
+  const joinMs = Date.now() - t3;
+  relay.mode = 'pass';
+  await tx.query('rollback').catch(() => undefined);
+  t.ok(joined !== null && joinMs < 10_000, `a transaction joining a shard while its first one is blackholed ends in bounded time (${joinMs} ms: ${joined?.code} ${joined?.message})`);
+  t.same((await check.query('select k from fault_kv where k = any($1::bigint[])', [[k0, k1]])).rows, [], 'and commits nothing');
+  t.same((await tx.query('select 7 as n')).rows, [{ n: 7 }], 'the session goes on');
   const stats = await busy.stop();
   t.same(stats.errors, [], `the client on the direct shard saw nothing (${stats.queries} queries, slowest ${stats.slowestMs} ms)`);
 });
