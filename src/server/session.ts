@@ -864,6 +864,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
         if (r === true) break;
         if (r === false) await this.waitIdle();
         else await r;
+        if (this.closed) return; // the client left: onClientClose rolled back what was joined
       }
       this.sendBatch(g.msgs, null, false);
       // End the group's messages on this participant; inside the transaction block a Sync commits nothing.
@@ -873,6 +874,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
       this.syncPoints++;
       this.backend!.write(SYNC);
       await this.waitIdle();
+      if (this.closed) return;
       if (this.backend?.txStatus !== 'T') {
         failed = true;
         break;

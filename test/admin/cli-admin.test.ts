@@ -7,7 +7,7 @@ const cfg = (admin?: object) =>
 
 t.test('where the admin API is', async (t) => {
   t.same(adminTarget({}, cfg({ host: '127.0.0.1', port: 9187, token: 'tk' })), { url: 'http://127.0.0.1:9187', token: 'tk' });
-  t.same(adminTarget({}, cfg({ host: '0.0.0.0', port: 9 })), { url: 'http://127.0.0.1:9' }, 'a wildcard listen address is reached on loopback');
+  t.same(adminTarget({}, cfg({ host: '0.0.0.0', port: 9, token: 'tk' })), { url: 'http://127.0.0.1:9', token: 'tk' }, 'a wildcard listen address is reached on loopback');
   t.same(adminTarget({ admin: 'http://x:1/', token: 'flag' }, cfg({ host: 'h', port: 2, token: 'file' })), { url: 'http://x:1', token: 'flag' }, 'flags win');
   t.throws(() => adminTarget({}, cfg()), /no admin API to talk to/);
   t.throws(() => adminTarget({}, null), /pass --admin http:\/\/HOST:PORT, or --config FILE/);

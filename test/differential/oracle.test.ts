@@ -176,6 +176,7 @@ t.test('differential: pgshard over three shards answers as one Postgres', async 
   );
 
   const counts: Record<Verdict, number> = { match: 0, refused: 0, 'errors-alike': 0, mismatch: 0 };
+  let planDependent = 0; // matched Postgres under its other grouping plan (see below)
   const binaryCounts: Record<Verdict, number> = { match: 0, refused: 0, 'errors-alike': 0, mismatch: 0 };
   const binaryRefusals = new Map<string, number>();
   const refusals = new Map<string, number>();
@@ -201,7 +202,19 @@ t.test('differential: pgshard over three shards answers as one Postgres', async 
           pair.p = await pgClient(proxy.port, { t });
           await pair.p.query(`SET TimeZone = '${zone}'`);
         }
-        const { verdict, why } = judge(a, b, job.ordered);
+        let { verdict, why } = judge(a, b, job.ordered);
+        if (verdict === 'mismatch' && !a.ok && b.ok && a.code.startsWith('22')) {
+          // Whether Postgres evaluates the select list of groups a LIMIT then drops depends on its plan
+          // (HashAggregate + Sort does, GroupAggregate does not), so an error there is plan-dependent in
+          // Postgres itself: pgshard's answer stands if Postgres gives it under the other plan.
+          await pair.o.query('SET enable_hashagg = off');
+          const again = await ask(pair.o, job.sql, job.params);
+          await pair.o.query('RESET enable_hashagg');
+          if (judge(again, b, job.ordered).verdict === 'match') {
+            verdict = 'match';
+            planDependent++;
+          }
+        }
         counts[verdict]++;
         if (verdict === 'errors-alike' && !a.ok) {
           alike.set(a.code, (alike.get(a.code) ?? 0) + 1);
@@ -213,7 +226,13 @@ t.test('differential: pgshard over three shards answers as one Postgres', async 
         }
         if (index % BINARY_EVERY === 0 && verdict !== 'refused' && !(b.ok === false && b.code === 'timeout')) {
           const [ba, bb] = await Promise.all([askBinary(pair.ro, job.sql, job.params), askBinary(pair.rp, job.sql, job.params)]);
-          const bj = judgeBinary(ba, bb, job.ordered);
+          let bj = judgeBinary(ba, bb, job.ordered);
+          if (bj.verdict === 'mismatch' && !ba.ok && bb.ok && ba.code.startsWith('22')) {
+            await pair.ro.query('SET enable_hashagg = off');
+            const again = await askBinary(pair.ro, job.sql, job.params);
+            await pair.ro.query('RESET enable_hashagg');
+            if (judgeBinary(again, bb, job.ordered).verdict === 'match') bj = { verdict: 'match' };
+          }
           binaryCounts[bj.verdict]++;
           if (bj.verdict === 'refused' && !bb.ok) {
             const k = bb.message.replace(/\d+/g, 'N').slice(0, 90);
@@ -232,7 +251,7 @@ t.test('differential: pgshard over three shards answers as one Postgres', async 
   const rate = ((100 * counts.refused) / Math.max(total, 1)).toFixed(1);
   t.comment(
     `differential: seed ${SEED}, time zone ${zone}: ${total} queries (${CORPUS.length && ONLY === undefined ? `${total - generated} corpus + ` : ''}${generated} generated): ` +
-      `${counts.match} matched, ${counts['errors-alike']} failed alike, ${counts.refused} refused (${rate}%), ${counts.mismatch} mismatched; ` +
+      `${counts.match} matched (${planDependent} under Postgres's other grouping plan), ${counts['errors-alike']} failed alike, ${counts.refused} refused (${rate}%), ${counts.mismatch} mismatched; ` +
       `load ${((loaded - started) / 1000).toFixed(1)} s, queries ${((Date.now() - loaded) / 1000).toFixed(1)} s`,
   );
   for (const [k, n] of [...refusals.entries()].sort((x, y) => y[1] - x[1]).slice(0, 8)) t.comment(`  refused ${n}×: ${k}`);
