@@ -859,13 +859,8 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
     let shard = this.defaultShard();
     for (const g of groups) {
       shard = g.shard ?? shard;
-      for (;;) {
-        const r = this.useShard(shard);
-        if (r === true) break;
-        if (r === false) await this.waitIdle();
-        else await r;
-        if (this.closed) return; // the client left: onClientClose rolled back what was joined
-      }
+      await this.attachShard(shard);
+      if (this.closed) return; // the client left: onClientClose rolled back what was joined
       this.sendBatch(g.msgs, null, false);
       // End the group's messages on this participant; inside the transaction block a Sync commits nothing.
       this.extendedOpen = false;
@@ -2088,12 +2083,8 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
       return;
     }
     for (const shard of shards) {
-      for (;;) {
-        const r = this.useShard(shard);
-        if (r === true) break;
-        if (r === false) await this.waitIdle();
-        else await r;
-      }
+      await this.attachShard(shard);
+      if (this.closed) return;
       this.sendPreamble();
       await this.waitIdle();
     }
@@ -2222,14 +2213,21 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
 
   /** Makes `shard` the current participant (joining the transaction if needed) for a write. */
   private async joinForWrite(shard: string): Promise<void> {
-    for (;;) {
-      const r = this.useShard(shard);
-      if (r === true) break;
-      if (r === false) await this.waitIdle();
-      else await r;
-    }
+    await this.attachShard(shard);
+    if (this.closed) throw new PgError(SqlState.ConnectionFailure, 'the client closed the connection'); // nothing more to run
     this.sendPreamble();
     this.curWrote = true;
+  }
+
+  /** Makes `shard` the current backend, waiting for the current one to finish and for a connection. */
+  private async attachShard(shard: string): Promise<void> {
+    for (;;) {
+      const r = this.useShard(shard);
+      if (r === true) return;
+      if (r === false) await this.waitIdle();
+      else await r;
+      if (this.closed) return;
+    }
   }
 
   /** Sends a statement to one shard's participant and waits for its answer (gathered into g). */
