@@ -102,16 +102,20 @@ const INTERVAL_TIME = /^([+-])?(\d+):(\d\d):(\d\d)(\.\d+)?$/;
 export function parseInterval(s: string): bigint | null {
   const inf = infinity(s);
   if (inf !== null) return inf;
+  const f = intervalFields(s);
+  return f === null ? null : f.micros + (f.days + f.months * 30n) * USECS_PER_DAY;
+}
+
+/** The months, days and microseconds an interval's text (IntervalStyle postgres) spells out. */
+function intervalFields(s: string): { months: bigint; days: bigint; micros: bigint } | null {
   const tokens = s.split(' ');
   let months = 0n;
   let days = 0n;
-  let time = 0n;
-  let i = 0;
+  let micros = 0n;
   let any = false;
-  while (i < tokens.length) {
-    const tok = tokens[i]!;
+  for (let i = 0; i < tokens.length; ) {
     if (i + 1 < tokens.length) {
-      const u = INTERVAL_UNIT.exec(`${tok} ${tokens[i + 1]}`);
+      const u = INTERVAL_UNIT.exec(`${tokens[i]} ${tokens[i + 1]}`);
       if (u) {
         const n = BigInt(u[1]!);
         const unit = u[2]!;
@@ -123,15 +127,14 @@ export function parseInterval(s: string): bigint | null {
         continue;
       }
     }
-    const t = INTERVAL_TIME.exec(tok);
+    const t = INTERVAL_TIME.exec(tokens[i]!);
     if (!t || i !== tokens.length - 1) return null;
     const v = timeMicros(t[2]!, t[3]!, t[4]!, t[5]);
-    time = t[1] === '-' ? -v : v;
+    micros = t[1] === '-' ? -v : v;
     i++;
     any = true;
   }
-  if (!any) return null;
-  return time + (days + months * 30n) * USECS_PER_DAY;
+  return any ? { months, days, micros } : null;
 }
 
 // The same values split as Postgres stores them, for binary encoding (src/execute/binary.ts).
@@ -162,32 +165,6 @@ export function parseTimeParts(s: string): bigint | null {
 export function parseIntervalParts(s: string): { months: number; days: number; micros: bigint } | Inf | null {
   const inf = infName(s);
   if (inf !== null) return inf;
-  const tokens = s.split(' ');
-  let months = 0n;
-  let days = 0n;
-  let micros = 0n;
-  let any = false;
-  for (let i = 0; i < tokens.length; ) {
-    if (i + 1 < tokens.length) {
-      const u = INTERVAL_UNIT.exec(`${tokens[i]} ${tokens[i + 1]}`);
-      if (u) {
-        const n = BigInt(u[1]!);
-        const unit = u[2]!;
-        if (unit.startsWith('year')) months += n * 12n;
-        else if (unit.startsWith('mon')) months += n;
-        else days += n;
-        i += 2;
-        any = true;
-        continue;
-      }
-    }
-    const t = INTERVAL_TIME.exec(tokens[i]!);
-    if (!t || i !== tokens.length - 1) return null;
-    const v = timeMicros(t[2]!, t[3]!, t[4]!, t[5]);
-    micros = t[1] === '-' ? -v : v;
-    i++;
-    any = true;
-  }
-  if (!any) return null;
-  return { months: Number(months), days: Number(days), micros };
+  const f = intervalFields(s);
+  return f === null ? null : { months: Number(f.months), days: Number(f.days), micros: f.micros };
 }
