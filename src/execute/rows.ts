@@ -133,23 +133,3 @@ export class Row {
     return out;
   }
 }
-
-/** A DataRow from field bytes. */
-export function buildDataRow(values: readonly (Buffer | null)[]): Buffer {
-  const len = 4 + 2 + values.reduce((a, v) => a + 4 + (v === null ? 0 : v.length), 0);
-  const out = Buffer.allocUnsafe(1 + len);
-  out[0] = Backend.DataRow;
-  out.writeInt32BE(len, 1);
-  out.writeInt16BE(values.length, 5);
-  let o = 7;
-  for (const v of values) {
-    if (v === null) {
-      out.writeInt32BE(-1, o);
-      o += 4;
-    } else {
-      out.writeInt32BE(v.length, o);
-      o += 4 + v.copy(out, o + 4);
-    }
-  }
-  return out;
-}

@@ -124,21 +124,31 @@ export function rowDescription(cols: { name: string; typeOid?: number; typeLen?:
 }
 
 export function dataRow(values: (string | null)[]): Buffer {
-  const vals = values.map((v) => (v === null ? null : Buffer.from(v, 'utf8')));
-  const len = 2 + vals.reduce((a, v) => a + 4 + (v ? v.length : 0), 0);
+  return dataRowOf(values.map((v) => (v === null ? null : Buffer.from(v, 'utf8'))));
+}
+
+/** A DataRow from field bytes (null: SQL NULL). */
+export function dataRowOf(values: readonly (Buffer | null)[]): Buffer {
+  const len = 2 + values.reduce((a, v) => a + 4 + (v ? v.length : 0), 0);
   const b = msg(0x44, len);
-  b.writeInt16BE(vals.length, 5);
-  let o = 7;
-  for (const v of vals) {
+  b.writeInt16BE(values.length, 5);
+  writeValues(b, 7, values);
+  return b;
+}
+
+/** Writes length-prefixed values (-1 for NULL) as DataRow and Bind carry them; returns the offset after them. */
+export function writeValues(out: Buffer, offset: number, values: readonly (Buffer | null)[]): number {
+  let o = offset;
+  for (const v of values) {
     if (v === null) {
-      b.writeInt32BE(-1, o);
+      out.writeInt32BE(-1, o);
       o += 4;
     } else {
-      b.writeInt32BE(v.length, o);
-      o += 4 + v.copy(b, o + 4);
+      out.writeInt32BE(v.length, o);
+      o += 4 + v.copy(out, o + 4);
     }
   }
-  return b;
+  return o;
 }
 
 /** Reads a NUL-terminated string at `pos`; returns it and the position after the NUL. */

@@ -2498,16 +2498,7 @@ function encodeBind(b: DecodedBind, params: number[] | null): Buffer {
     o += 2;
   }
   out.writeInt16BE(vals.length, o);
-  o += 2;
-  for (const v of vals) {
-    if (v === null) {
-      out.writeInt32BE(-1, o);
-      o += 4;
-    } else {
-      out.writeInt32BE(v.length, o);
-      o += 4 + v.copy(out, o + 4);
-    }
-  }
+  o = M.writeValues(out, o + 2, vals);
   b.resultFormats.copy(out, o);
   return out;
 }

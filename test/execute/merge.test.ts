@@ -9,13 +9,14 @@ import { Deduper } from '../../src/execute/merge/distinct.js';
 import { Evaluator } from '../../src/execute/merge/evaluate.js';
 import { Limiter } from '../../src/execute/merge/limit.js';
 import { resolveKeys, RowOrder } from '../../src/execute/merge/order-by.js';
-import { buildDataRow, Row, type Field } from '../../src/execute/rows.js';
+import { Row, type Field } from '../../src/execute/rows.js';
 import { EXACT_CONTEXT, Oid } from '../../src/execute/values.js';
 import type { GroupMergePlan } from '../../src/sql/types.js';
+import { dataRowOf } from '../../src/protocol/messages.js';
 
 const field = (name: string, typeOid: number): Field => ({ name, tableOid: 0, column: 0, typeOid, typeLen: -1, typmod: -1, format: 0 });
 const row = (...values: (string | null)[]): Row => {
-  const buf = buildDataRow(values.map((v) => (v === null ? null : Buffer.from(v, 'utf8'))));
+  const buf = dataRowOf(values.map((v) => (v === null ? null : Buffer.from(v, 'utf8'))));
   return new Row(buf, 0, buf.length);
 };
 const texts = (msg: Buffer): (string | null)[] => {

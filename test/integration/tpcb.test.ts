@@ -174,7 +174,8 @@ async function startChild(config: string, port: number): Promise<Child> {
   return { proc, exited, log: () => log };
 }
 
-t.test('pgshard SIGKILLed three times during TPC-B: after restart and recovery, the balances add up', { skip: !existsSync(cli) && `${cli} is missing: build first` }, async (t) => {
+t.test('pgshard SIGKILLed three times during TPC-B: after restart and recovery, the balances add up', async (t) => {
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: npm test builds it first (npm run build)`);
   const port = await freePort();
   const doc = proxyConfigDoc(clusters, {
     listen: { host: '127.0.0.1', port },

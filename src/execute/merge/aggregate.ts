@@ -12,10 +12,11 @@
 import type { AggregatePlan, GroupMergePlan } from '../../sql/types.js';
 import { formatArray, ARRAY_ELEMENT, parseArray } from '../arrays.js';
 import * as N from '../numeric.js';
-import { buildDataRow, type Field, type Row } from '../rows.js';
+import { type Field, type Row } from '../rows.js';
 import { equalityKey, Oid, orderCodec, typeName, unsupported, type Codec, type ValueContext } from '../values.js';
 import { Evaluator, fromRaw, oidOf, toRaw, type TV } from './evaluate.js';
 import { compareKey } from './order-by.js';
+import { dataRowOf } from '../../protocol/messages.js';
 
 type State =
   | { k: 'count'; n: bigint }
@@ -448,6 +449,6 @@ export class GroupMerger {
       if (lim.count !== 0) rows.slice(0, lim.offset).forEach(values); // Postgres computes the rows OFFSET skips (not under LIMIT 0)
       rows = rows.slice(lim.offset, lim.count === null ? undefined : lim.offset + lim.count);
     }
-    return rows.map((r) => buildDataRow(values(r)));
+    return rows.map((r) => dataRowOf(values(r)));
   }
 }

@@ -5,7 +5,8 @@
  */
 import { PgError, SqlState } from '../../protocol/errors.js';
 import { binaryEncoder, type BinaryContext, type BinaryEncoder } from '../binary.js';
-import { buildDataRow, buildRowDescription, Row, type Field } from '../rows.js';
+import { buildRowDescription, Row, type Field } from '../rows.js';
+import { dataRowOf } from '../../protocol/messages.js';
 
 /** Format code per column from a Bind's result-format section (count, then codes), as Postgres reads it. */
 export function resultFormats(section: Buffer, columns: number): number[] {
@@ -46,7 +47,7 @@ export class ResultFormatter {
       const enc = this.encoders[i];
       values.push(v === null || !enc ? v : enc(v));
     }
-    return buildDataRow(values);
+    return dataRowOf(values);
   }
 }
 
