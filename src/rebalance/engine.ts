@@ -244,7 +244,9 @@ export class Rebalancer {
       this.save(r, { phase: 'schema' });
       if (r.kind === 'add') {
         const target = await client(destinations[0]!);
-        const created = await copySchema(await client(sources[0]!), target, catalog);
+        const created = await copySchema(await client(sources[0]!), target, catalog, (objects) => {
+          this.save(r, { created: objects });
+        });
         if (created.length) this.log.info({ shard: r.shard, tables: created }, 'created the tables on the new shard');
         for (const t of tables.values())
           if (await hasRows(target, t.name)) throw new RebalanceError(409, `table "${t.name}" on the new shard "${r.shard}" already has rows: empty it (or drop it) on that shard and add the shard again`);
@@ -549,14 +551,23 @@ export class Rebalancer {
     try {
       await this.dropReplication(r, client);
       const moves = new Moves(ringOf({ shards: r.from, vnodes: this.host.topology.state.vnodes }), ringOf({ shards: r.to, vnodes: this.host.topology.state.vnodes }));
+      // An added shard loses what the rebalance created there (tables with their rows); what it had before stays.
+      const added = r.kind === 'add' ? r.to.find((s) => s.id === r.shard) : undefined;
+      if (added && r.created) {
+        const dropped = await dropCreated(await client(added), r.created);
+        if (dropped.length) this.log.info({ rebalance: r.id, shard: r.shard, tables: dropped }, 'dropped the tables the rebalance created on the new shard');
+      }
       const copied = ['copying', 'catching_up', 'cutting_over'].includes(r.phase);
       const destinations = !copied ? [] : r.kind === 'add' ? r.to.filter((s) => s.id === r.shard) : r.to;
+      // Copies went only into the tables of the source's catalog; other tables of a destination are not ours.
+      const source = r.kind === 'add' ? r.from[0] : r.from.find((s) => s.id === r.shard);
+      const copiedInto = destinations.length && source ? new Set((await listTables(await client(source))).map((t) => t.name)) : new Set<string>();
       for (const d of destinations) {
         const c = await client(d);
-        const tables = this.tableInfo(await listTables(c));
+        const tables = this.tableInfo((await listTables(c)).filter((t) => copiedInto.has(t.name)));
         for (const t of tables.values()) {
           if (!t.key) {
-            // Reference rows were copied only to a new shard, which held none before.
+            // Reference rows were copied only to a new shard, whose tables were empty before.
             if (r.kind === 'add') await c.query(`DELETE FROM ${qualifiedName(t.name)}`);
             continue;
           }
