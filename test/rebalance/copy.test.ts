@@ -36,11 +36,14 @@ t.test('rows go to the destination their key names, with every value intact', as
   await src!.query(
     `INSERT INTO things (k, n, body, raw, tags, doc, at) OVERRIDING SYSTEM VALUE
      SELECT 'k' || i, i, CASE WHEN i % 7 = 0 THEN NULL ELSE E'line\\none\\ttab \\\\ back ' || repeat('é', i % 5) END,
-            decode(lpad(to_hex(i), 8, '0'), 'hex'), ARRAY['a', 'b c', NULL], jsonb_build_object('i', i, 's', E'q"\\n'), '2026-01-01'::timestamptz + i * interval '1 min'
+            decode(lpad(to_hex(i), 8, '0'), 'hex'), ARRAY['a', 'b c', NULL], jsonb_build_object('i', i, 's', E'q"\\n'), '2026-01-01'::timestamptz + i * interval '1 hour'
        FROM generate_series(1, 5000) i;
      INSERT INTO things (k, n) VALUES (E'tab\\tkey', -1), (E'new\\nline', -2), (E'back\\\\slash', -3);`,
     'app',
   );
+  // Shards whose defaults read dates differently: the copy must not depend on them.
+  await src!.query(`ALTER DATABASE app SET datestyle = 'SQL, MDY'`, 'app');
+  await b!.query(`ALTER DATABASE app SET datestyle = 'SQL, DMY'`, 'app');
   const conf = (c: { port: number }) => ({ id: 'x', host: '127.0.0.1', port: c.port, database: APP.database, user: APP.user, password: APP.password, weight: 1 });
   const [s, da, db] = [await connect(conf(src!)), await connect(conf(a!)), await connect(conf(b!))];
   t.teardown(async () => Promise.all([s, da, db].map(end)));
