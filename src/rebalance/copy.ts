@@ -38,6 +38,7 @@ export interface CopyRowsOptions {
   every: number;
 }
 
+const ABORT_WAIT_MS = 10_000;
 const NEWLINE = 0x0a;
 const TAB = 0x09;
 const BACKSLASH = 0x5c;
@@ -160,7 +161,10 @@ async function abort(s: Sink): Promise<void> {
   if (s.finished || s.error || s.stream.destroyed) return;
   const closed = once(s.stream, 'close').catch(() => undefined);
   s.stream.destroy(new Error('pgshard: the rebalance stopped copying'));
-  await closed;
+  // The server answers a CopyFail at once; a shard that does not answer must not hold up the roll-back.
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([closed, new Promise((r) => (timer = setTimeout(r, ABORT_WAIT_MS)))]);
+  clearTimeout(timer);
 }
 
 /**
