@@ -5,6 +5,8 @@
 // the same ring. Then an instance stops in the middle of a rebalance it runs: the other takes it over and
 // rolls it back.
 import t from 'tap';
+import pg from 'pg';
+import { canonicalFromText } from '../../src/routing/canonical.js';
 import { withShards, APP } from '../helpers/shards.js';
 import { startProxy, testLogger, sleep, type Proxy } from '../helpers/proxy.js';
 import { initHash } from '../../src/routing/hash.js';
@@ -97,6 +99,25 @@ t.test('two instances, one metadata database: add a shard, then remove one, unde
   }
   t.same(await c0!.query('SELECT count(*)::int AS n FROM pgshard.decisions', 'meta'), [{ n: 0 }], 'no two-phase commit decision left pending');
 
+  // A transaction on two shards through b: its commit decision goes through the metadata database.
+  const ring = b.proxy.server.topology.ring;
+  const ids = [9_000_001n, 9_000_002n, 9_000_003n, 9_000_004n, 9_000_005n];
+  const owners = ids.map((id) => ring.shardFor(canonicalFromText('bigint', String(id))));
+  const two = [0, owners.findIndex((o) => o !== owners[0])];
+  t.ok(two[1]! > 0, 'two keys on different shards');
+  const before = b.proxy.server.coordinator.stats.twoPhase;
+  const tx = new pg.Client({ connectionString: b.proxy.url });
+  await tx.connect();
+  await tx.query('BEGIN');
+  for (const i of two) await tx.query('INSERT INTO users (id, name) VALUES ($1, $2)', [ids[i], 'two-phase']);
+  await tx.query('COMMIT');
+  await tx.end();
+  t.equal(b.proxy.server.coordinator.stats.twoPhase, before + 1, 'committed with two-phase commit');
+  for (const i of two) expected.set(ids[i]!, { name: 'two-phase', orders: 0 });
+  let left = -1;
+  for (let i = 0; i < 100 && left !== 0; i++, await sleep(20)) left = (await c0!.query<{ n: number }>('SELECT count(*)::int AS n FROM pgshard.decisions', 'meta'))[0]!.n;
+  t.equal(left, 0, 'its decision is gone once both shards committed');
+
   // The instance running a rebalance stops half-way: the other takes it over once a has left, and rolls it back.
   const add1 = await a.api('POST', '/shards', { id: 's1', host: '127.0.0.1', port: c1!.port, database: APP.database, user: APP.user, password: APP.password, weight: 1 });
   t.equal(add1.status, 202, 'adding s1 back started on instance a');
@@ -108,7 +129,7 @@ t.test('two instances, one metadata database: add a shard, then remove one, unde
   t.same(b.proxy.server.topology.shards.map((s) => s.id), ['s0', 's2', 's3'], 'the ring stays');
   t.same(await c1!.query('SELECT count(*)::int AS n FROM users', 'app'), [{ n: 0 }], 'nothing copied stays on s1');
   for (const c of [c0!, c2!, c3!]) t.same(await c.query('SELECT slot_name FROM pg_replication_slots', 'app'), [], `no slot left on port ${c.port}`);
-  const client = await import('pg').then((m) => new m.default.Client({ connectionString: b.proxy.url }));
+  const client = new pg.Client({ connectionString: b.proxy.url });
   await client.connect();
   const n = await client.query('SELECT count(*)::int AS n FROM users');
   t.equal(n.rows[0].n, expected.size, 'instance b still serves every row');
