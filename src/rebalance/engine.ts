@@ -338,17 +338,21 @@ export class Rebalancer {
 
       // catching_up: the changes since each snapshot, until the lag is small.
       await this.save(r, { phase: 'catching_up' });
+      // One connection per source and destination: each stream applies its changes one at a time, and the
+      // streams of different sources (disjoint keys) must not queue on each other's connection.
       const applyClients = new Map<string, pg.Client>();
-      const applyClient = async (id: string): Promise<pg.Client> => {
-        let c = applyClients.get(id);
+      const applyClientFor = (source: string) => async (id: string): Promise<pg.Client> => {
+        const k = `${source}\0${id}`;
+        let c = applyClients.get(k);
         if (!c) {
           c = await connect(byId.get(id)!);
-          applyClients.set(id, c);
+          applyClients.set(k, c);
         }
         return c;
       };
       let applying = true;
       for (const s of starts) {
+        const applyClient = applyClientFor(s.source.id);
         const apply = (c: Change) => (applying ? this.applyChange(r, c, s.source.id, s.source.id === referenceSource, tables, moves, applyClient) : Promise.resolve());
         const stream = new ChangeStream(s.source, s.slot, s.publication, apply, this.log, (e) => (this.streamError ??= e));
         this.streams.push(stream);
