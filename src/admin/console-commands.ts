@@ -6,7 +6,7 @@
 import { PgError, SqlState } from '../protocol/errors.js';
 import type { RebalanceStatus } from './rebalance-status.js';
 
-export type ColumnType = 'text' | 'int8' | 'float8' | 'timestamptz';
+export type ColumnType = 'text' | 'int8' | 'float8' | 'timestamptz' | 'bool';
 
 /** Type OIDs and lengths as in pg_type, for RowDescription. */
 export const COLUMN_TYPES: Record<ColumnType, { oid: number; len: number }> = {
@@ -14,6 +14,7 @@ export const COLUMN_TYPES: Record<ColumnType, { oid: number; len: number }> = {
   int8: { oid: 20, len: 8 },
   float8: { oid: 701, len: 8 },
   timestamptz: { oid: 1184, len: 8 },
+  bool: { oid: 16, len: 1 },
 };
 
 export interface Column {
@@ -27,7 +28,7 @@ export interface ResultSet {
   rows: (string | null)[][];
 }
 
-export const COMMAND_NAMES = ['SHARDS', 'POOLS', 'CLIENTS', 'RING', 'REBALANCE', 'HELP', 'VERSION'] as const;
+export const COMMAND_NAMES = ['SHARDS', 'POOLS', 'CLIENTS', 'RING', 'REBALANCE', 'INSTANCES', 'HELP', 'VERSION'] as const;
 export type CommandName = (typeof COMMAND_NAMES)[number];
 
 const c = (name: string, type: ColumnType = 'text'): Column => ({ name, type });
@@ -81,6 +82,10 @@ export const COMMANDS: Record<CommandName, { description: string; columns: reado
       c('last_cutover_pause_ms', 'int8'),
       c('detail'),
     ],
+  },
+  INSTANCES: {
+    description: 'the pgshard instances routing on this topology (several share a metadata database)',
+    columns: [c('id'), c('address'), c('heartbeat_age_ms', 'int8'), c('alive', 'bool'), c('this', 'bool')],
   },
   HELP: { description: 'this list', columns: [c('command'), c('description')] },
   VERSION: { description: "pgshard's version", columns: [c('version')] },
@@ -279,6 +284,19 @@ export function showRebalance(st: RebalanceStatus): ResultSet {
 
 export function showHelp(): ResultSet {
   return { columns: COMMANDS.HELP.columns, rows: COMMAND_NAMES.map((n) => [`SHOW ${n}`, COMMANDS[n].description]) };
+}
+
+export interface InstanceView {
+  id: string;
+  address: string;
+  heartbeatAgeMs: number;
+  alive: boolean;
+  self: boolean;
+}
+
+export function showInstances(instances: readonly InstanceView[]): ResultSet {
+  const b = (v: boolean) => (v ? 't' : 'f');
+  return { columns: COMMANDS.INSTANCES.columns, rows: instances.map((i) => [i.id, i.address, String(i.heartbeatAgeMs), b(i.alive), b(i.self)]) };
 }
 
 export function showVersion(version: string): ResultSet {

@@ -1,7 +1,7 @@
 /**
  * The SQL admin console, for people used to PgBouncer's and PgCat's: a client that connects to the
  * console database (`console.database`, default `pgshard`) gets this session instead of a sharded one, and
- * may run SHOW SHARDS, POOLS, CLIENTS, RING, REBALANCE, HELP and VERSION, in the simple or the extended
+ * may run SHOW SHARDS, POOLS, CLIENTS, RING, REBALANCE, INSTANCES, HELP and VERSION, in the simple or the extended
  * protocol. It is read-only: it shows no passwords and changes nothing, so any configured user may use it
  * unless `console.users` names the ones who may.
  */
@@ -22,6 +22,7 @@ import {
   parseQuery,
   showClients,
   showHelp,
+  showInstances,
   showPools,
   showRebalance,
   showRing,
@@ -163,6 +164,8 @@ export class AdminConsole {
       }
       case 'REBALANCE':
         return showRebalance(h.rebalance.status());
+      case 'INSTANCES':
+        return showInstances((await h.peers.list()).map((p) => ({ ...p, self: p.id === h.peers.instance })));
       case 'HELP':
         return showHelp();
       case 'VERSION':

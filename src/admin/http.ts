@@ -22,6 +22,7 @@ import { openApiDocument, type RouteDoc } from './openapi.js';
 import { z } from 'zod';
 import { shardSchema, type ShardConfig } from '../config/schema.js';
 import { RebalanceError } from '../rebalance/engine.js';
+import { TopologyConflict } from '../topology/topology.js';
 
 export interface AdminConfig {
   host: string;
@@ -237,6 +238,8 @@ export function rebalanceView(server: PgShardServer): object {
     lag_bytes: server.rebalancer.active ? server.rebalancer.lagBytes : 0,
     pause_ms: r.pauseMs,
     cutover_attempts: r.cutoverAttempts,
+    instance: r.owner ?? null,
+    cancel_requested: r.cancelRequested === true,
     started_at: r.startedAt,
     finished_at: r.finishedAt,
     error: r.error,
@@ -247,6 +250,7 @@ export function rebalanceView(server: PgShardServer): object {
 function rebalanceRoutes(server: PgShardServer): Route[] {
   const refused = (e: unknown): never => {
     if (e instanceof RebalanceError) throw new HttpError(e.status, e.message);
+    if (e instanceof TopologyConflict) throw new HttpError(409, e.message);
     throw e;
   };
   return [
@@ -287,6 +291,11 @@ function rebalanceRoutes(server: PgShardServer): Route[] {
       },
     },
     {
+      path: '/instances',
+      summary: 'The pgshard instances routing on this topology (several share a metadata database): heartbeat age and whether a cut-over waits for them',
+      handle: async () => json(200, { topology: server.topology.where, topology_version: server.topology.version, instances: (await server.peers.list()).map((p) => ({ id: p.id, address: p.address, heartbeat_age_ms: p.heartbeatAgeMs, alive: p.alive, self: p.id === server.peers.instance })) }),
+    },
+    {
       path: '/rebalance',
       summary: 'The running (or last) rebalance: state, rows copied and total, replication lag, cut-over pause',
       handle: () => json(200, rebalanceView(server)),
@@ -296,9 +305,9 @@ function rebalanceRoutes(server: PgShardServer): Route[] {
       method: 'post',
       summary: 'Cancel the running rebalance before its cut-over: copies are deleted, slots dropped, the ring stays',
       responses: { '202': 'Cancelling; GET /rebalance shows "cancelled" once rolled back.', '409': 'No rebalance is running, or it has already switched the ring.' },
-      handle: () => {
+      handle: async () => {
         try {
-          server.rebalancer.cancel();
+          await server.rebalancer.cancel();
         } catch (e) {
           refused(e);
         }

@@ -131,6 +131,30 @@ const rebalance = z
   })
   .strict();
 
+/**
+ * The Postgres database that several pgshard instances share for the topology, the rebalance state, the
+ * instances' heartbeats and the two-phase commit decisions (src/topology/pg-store.ts). Without it one
+ * instance keeps them in local files.
+ */
+const metadata = shardSchema
+  .omit({ id: true, weight: true })
+  .extend({
+    /** The schema pgshard creates its tables in. */
+    schema: z.string().regex(/^[a-z_][a-z0-9_]*$/, 'a lower-case SQL identifier').default('pgshard'),
+    /** How often an instance records that it is alive. */
+    heartbeat_ms: z.number().int().min(50).default(1000),
+    /**
+     * An instance not heard of for this long is taken for gone: a cut-over stops waiting for it, and another
+     * instance may take over its rebalance. An instance that cannot record its heartbeat for this long holds
+     * statements on moving keys itself, so that it never routes on a ring the others have left.
+     */
+    lease_ms: z.number().int().min(200).default(5000),
+    /** Besides LISTEN/NOTIFY, the store is read this often (a notification lost with a connection is caught up). */
+    poll_ms: z.number().int().min(50).default(2000),
+  })
+  .strict();
+export type MetadataConfig = z.infer<typeof metadata>;
+
 export const configSchema = z
   .object({
     listen: z
@@ -173,6 +197,7 @@ export const configSchema = z
       .optional(),
     /** Where the shard list, the ring's version and the rebalance state are kept (default: under .pgshard/). */
     topology: z.object({ file: z.string().min(1).optional() }).strict().optional(),
+    metadata: metadata.optional(),
     rebalance: rebalance.default(rebalance.parse({})),
     /** The SQL admin console (SHOW SHARDS, …): the database name that reaches it, and who may (default: every user). */
     console: z
@@ -208,6 +233,12 @@ export const configSchema = z
       if (ids.has(s.id)) ctx.addIssue({ code: 'custom', path: ['shards', i, 'id'], message: `duplicate shard id "${s.id}"` });
       ids.add(s.id);
     });
+    if (c.metadata && c.topology?.file)
+      ctx.addIssue({ code: 'custom', path: ['topology', 'file'], message: 'the topology is kept in the metadata database when `metadata` is set: remove topology.file' });
+    if (c.metadata && onlyOneSecret(c.metadata.password, c.metadata.password_env, c.metadata.password_file) > 1)
+      ctx.addIssue({ code: 'custom', path: ['metadata'], message: 'give one of password, password_env, password_file' });
+    if (c.metadata && c.metadata.lease_ms < 2 * c.metadata.heartbeat_ms)
+      ctx.addIssue({ code: 'custom', path: ['metadata', 'lease_ms'], message: `lease_ms must be at least twice heartbeat_ms (${c.metadata.heartbeat_ms}), or a live instance would be taken for gone` });
     if (c.console.enabled && c.console.database === (c.database ?? c.shards[0]?.database))
       ctx.addIssue({ code: 'custom', path: ['console', 'database'], message: `"${c.console.database}" is also the application database: give the console another name` });
     c.console.users?.forEach((name, i) => {

@@ -41,12 +41,17 @@ export function resolveSecrets(cfg: Config, src: SecretSource = processSecrets):
     const password = resolve(`shards[${i}]`, 'password', s.password_env, s.password_file);
     return password === undefined ? s : { ...s, password };
   });
+  let metadata = cfg.metadata;
+  if (metadata) {
+    const password = resolve('metadata', 'password', metadata.password_env, metadata.password_file);
+    if (password !== undefined) metadata = { ...metadata, password };
+  }
   let admin = cfg.admin;
   if (admin) {
     const token = resolve('admin', 'token', admin.token_env, admin.token_file);
     if (token !== undefined) admin = { ...admin, token };
   }
-  return { config: { ...cfg, users, shards, ...(admin ? { admin } : {}) }, problems };
+  return { config: { ...cfg, users, shards, ...(admin ? { admin } : {}), ...(metadata ? { metadata } : {}) }, problems };
 }
 
 /** A shard's password from its _env/_file source now (undefined: none, or not readable). */

@@ -14,8 +14,8 @@ import type { Logger } from 'pino';
 import type { BackendConnection } from '../pool/backend.js';
 import type { ShardPool } from '../pool/pool.js';
 import { queryShard, runQuery } from '../pool/internal-query.js';
-import { toPgError } from '../protocol/errors.js';
-import type { TxLog } from './txlog.js';
+import { PgError, SqlState, toPgError } from '../protocol/errors.js';
+import type { DecisionLog } from './txlog.js';
 
 export interface Participant {
   be: BackendConnection;
@@ -42,7 +42,7 @@ export class TransactionCoordinator {
 
   constructor(
     instanceId: string,
-    private readonly log: TxLog,
+    private readonly log: DecisionLog,
     private readonly pools: Map<string, ShardPool>,
     private readonly logger: Logger,
   ) {
@@ -102,10 +102,18 @@ export class TransactionCoordinator {
         this.stats.aborted++;
         throw toPgError(failed.reason);
       }
-      this.log.recordCommit(
-        gid,
-        writers.map((w) => w.pool.shard.id),
-      );
+      try {
+        await this.log.recordCommit(
+          gid,
+          writers.map((w) => w.pool.shard.id),
+        );
+      } catch (e) {
+        // No decision is known to be durable: presumed abort, as if PREPARE had failed.
+        await Promise.all(writers.map((w) => this.run(w, `ROLLBACK PREPARED '${gid}'`, false).catch(() => undefined)));
+        await this.rollbackAll(readers);
+        this.stats.aborted++;
+        throw new PgError(SqlState.ConnectionFailure, `the commit decision could not be recorded (${(e as Error).message}): the transaction was rolled back on every shard`, { hint: 'Check that the metadata database is reachable, then retry the transaction.' });
+      }
       const results = await Promise.allSettled(writers.map((w) => this.run(w, `COMMIT PREPARED '${gid}'`, false)));
       if (results.every((r) => r.status === 'fulfilled')) this.log.markDone(gid);
       else {

@@ -11,7 +11,19 @@
 import { openSync, fsyncSync, writeSync, closeSync, readFileSync, existsSync, mkdirSync, renameSync } from 'node:fs';
 import path from 'node:path';
 
-export class TxLog {
+/** Where two-phase commit decisions are kept: this file, or the metadata database (topology/decision-log.ts). */
+export interface DecisionLog {
+  /** Decided (commit) transactions not yet known to be finished everywhere: gid → shard ids. */
+  pending(): Map<string, string[]>;
+  isDecided(gid: string): boolean;
+  /** Makes the commit decision durable; nothing may be sent to a shard before it settles. */
+  recordCommit(gid: string, shards: string[]): void | Promise<void>;
+  /** Every participant committed: the decision is no longer needed. */
+  markDone(gid: string): void;
+  close(): void;
+}
+
+export class TxLog implements DecisionLog {
   private fd: number;
   private readonly decided = new Map<string, string[]>();
   private doneSinceCompact = 0;

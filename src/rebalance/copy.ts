@@ -34,7 +34,7 @@ export interface CopyRowsOptions {
    * once those rows are handed to their destinations' COPY. Throwing aborts the copy (CopyFail on every
    * destination: none of the rows of an unfinished COPY is written).
    */
-  progress: (delta: CopyCounts) => void;
+  progress: (delta: CopyCounts) => void | Promise<void>;
   every: number;
 }
 
@@ -100,7 +100,7 @@ export async function copyRows(o: CopyRowsOptions): Promise<CopyCounts> {
           await write(s, data);
         }
         if (delta.scanned >= o.every) {
-          report();
+          await report();
           continue;
         }
         break;
@@ -116,7 +116,7 @@ export async function copyRows(o: CopyRowsOptions): Promise<CopyCounts> {
       await finished(s);
       s.finished = true;
     }
-    report();
+    await report();
     return total;
   } catch (e) {
     await Promise.all([...sinks.values()].map(abort));
@@ -125,12 +125,12 @@ export async function copyRows(o: CopyRowsOptions): Promise<CopyCounts> {
     if (!out.readableEnded) out.destroy();
   }
 
-  function report(): void {
+  async function report(): Promise<void> {
     total.scanned += delta.scanned;
     total.copied += delta.copied;
     const d = delta;
     delta = { scanned: 0, copied: 0 };
-    o.progress(d);
+    await o.progress(d);
   }
 }
 

@@ -18,6 +18,8 @@ import type { Topology } from '../topology/topology.js';
 import { ringOf } from '../topology/topology.js';
 import type { RebalanceRecord } from '../topology/types.js';
 import type { CutoverGate } from './gate.js';
+import type { Peers } from '../topology/peers.js';
+import { TopologyConflict } from '../topology/topology.js';
 import { Moves } from './moves.js';
 import { connect, end, ident, literal, rows, type Row } from './pg.js';
 import { copyRows, type CopyCounts } from './copy.js';
@@ -34,9 +36,10 @@ export interface RebalanceMetrics {
 export interface RebalanceHost {
   config: Config;
   topology: Topology;
+  /** The instances routing on this topology: a cut-over waits until every live one holds (cutover-follower.ts). */
+  peers: Peers;
+  /** Statements that waited at this instance's gate (for the log). */
   gate: CutoverGate;
-  /** True when no session runs or is about to run a statement routed on the old ring. */
-  quiet(): boolean;
   log: Logger;
   metrics: RebalanceMetrics | null;
 }
@@ -117,7 +120,7 @@ export class Rebalancer {
   }
 
   /** Runs the checks with the start reserved, so that two requests cannot both pass them. */
-  private async checked(check: () => Promise<void>, start: () => RebalanceRecord): Promise<RebalanceRecord> {
+  private async checked(check: () => Promise<void>, start: () => Promise<RebalanceRecord>): Promise<RebalanceRecord> {
     this.starting = true;
     try {
       await check();
@@ -153,33 +156,58 @@ export class Rebalancer {
     }
   }
 
-  cancel(): RebalanceRecord {
-    const r = this.record;
-    if (!r || !ACTIVE.has(r.phase)) throw new RebalanceError(409, 'no rebalance is running: GET /rebalance shows the last one');
-    if (r.phase === 'cleaning') throw new RebalanceError(409, 'the rebalance has already switched the ring and is deleting moved rows from their old shards: it can no longer be cancelled, let it finish');
-    this.cancelRequested = true;
-    return r;
+  /** Asks the rebalance to stop and roll back, on whichever instance runs it (the request goes through the store). */
+  async cancel(): Promise<RebalanceRecord> {
+    const refusal = (r: RebalanceRecord | null): RebalanceError | null => {
+      if (!r || !ACTIVE.has(r.phase)) return new RebalanceError(409, 'no rebalance is running: GET /rebalance shows the last one');
+      if (r.phase === 'cleaning') return new RebalanceError(409, 'the rebalance has already switched the ring and is deleting moved rows from their old shards: it can no longer be cancelled, let it finish');
+      return null;
+    };
+    const first = refusal(this.record);
+    if (first) throw first;
+    if (this.running) this.cancelRequested = true;
+    let refused: RebalanceError | null = null;
+    const written = await this.host.topology.update((cur) => {
+      refused = refusal(cur.rebalance);
+      return refused ? null : { ...cur, rebalance: { ...cur.rebalance!, cancelRequested: true } };
+    });
+    if (!written) throw refused ?? first;
+    return written.rebalance!;
   }
 
-  /** At start: a rebalance the last process left running is finished (after the switch) or rolled back. */
-  resume(): void {
+  /**
+   * A rebalance left running by a process that is gone (this one before a restart, or another instance
+   * whose heartbeat stopped) is taken over: finished when the ring already switched, else rolled back.
+   * Called at start and then every so often.
+   */
+  async resume(): Promise<void> {
+    if (this.running || this.starting) return;
     const r = this.record;
     if (!r || !ACTIVE.has(r.phase)) return;
-    const switched = sameShards(this.host.topology.shards, r.to);
-    this.log.warn({ rebalance: r.id, phase: r.phase, switched }, switched ? 'resuming the clean-up of an interrupted rebalance' : 'rolling back an interrupted rebalance');
-    this.running = (switched ? this.cleanUp(r) : this.rollBack(r, 'failed', `interrupted in phase ${r.phase} (pgshard restarted); rolled back: start it again`)).finally(() => (this.running = null));
+    const me = this.host.peers.instance;
+    if (r.owner && r.owner !== me && (await this.host.peers.alive(r.owner))) return; // it runs there
+    if (this.running) return;
+    const taken = await this.host.topology.update((cur) => (cur.rebalance?.id === r.id && ACTIVE.has(cur.rebalance.phase) && cur.rebalance.owner === r.owner ? { ...cur, rebalance: { ...cur.rebalance, owner: me } } : null));
+    if (!taken?.rebalance || this.running) return;
+    const rec: RebalanceRecord = { ...taken.rebalance };
+    const switched = sameShards(this.host.topology.shards, rec.to);
+    const whose = r.owner && r.owner !== me ? `instance ${r.owner} (gone)` : 'this instance before it restarted';
+    this.log.warn({ rebalance: rec.id, phase: rec.phase, switched, from: r.owner }, switched ? `finishing the clean-up of a rebalance left by ${whose}` : `rolling back a rebalance left by ${whose}`);
+    this.running = (switched ? this.cleanUp(rec) : this.rollBack(rec, 'failed', `interrupted in phase ${rec.phase} (${whose === 'this instance before it restarted' ? 'pgshard restarted' : `${whose}`}); rolled back: start it again`)).finally(() => (this.running = null));
   }
 
-  private begin(kind: 'add' | 'remove', shard: string, to: ShardConfig[]): RebalanceRecord {
+  private async begin(kind: 'add' | 'remove', shard: string, to: ShardConfig[]): Promise<RebalanceRecord> {
     this.refuseIfBusy();
+    const from = this.host.topology.shards.map((s) => ({ ...s }));
     const id = `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
     const record: RebalanceRecord = {
       id,
       kind,
       shard,
       phase: 'planning',
-      from: this.host.topology.shards.map((s) => ({ ...s })),
+      from,
       to,
+      owner: this.host.peers.instance,
       sources: [],
       rowsCopied: 0,
       rowsScanned: 0,
@@ -193,14 +221,34 @@ export class Rebalancer {
     };
     this.cancelRequested = false;
     this.streamError = null;
-    this.host.topology.setRebalance(record);
+    // Compare-and-set: another instance may have started one, or changed the shards, since the checks.
+    const written = await this.host.topology.update((cur) => (cur.rebalance && ACTIVE.has(cur.rebalance.phase)) || !sameShards(cur.shards, from) ? null : { ...cur, rebalance: record });
+    if (!written) {
+      const o = this.record;
+      throw new RebalanceError(409, o && ACTIVE.has(o.phase) ? `a rebalance is already running (${o.kind} ${o.shard}, phase ${o.phase}, on instance ${o.owner ?? '?'}): wait for it (GET /rebalance) or cancel it (POST /rebalance/cancel)` : 'the shards changed while this request was checked (another pgshard instance?): look at GET /shards and retry');
+    }
     this.running = this.run(record).finally(() => (this.running = null));
     return record;
   }
 
-  private save(r: RebalanceRecord, patch: Partial<RebalanceRecord>): RebalanceRecord {
+  /**
+   * Persists the next step. A cancel request another instance wrote meanwhile is kept (and seen by
+   * checkCancel); a record that is no longer this one's (another instance took the rebalance over because
+   * this one was taken for gone) stops this run.
+   */
+  private async save(r: RebalanceRecord, patch: Partial<RebalanceRecord>): Promise<RebalanceRecord> {
     Object.assign(r, patch);
-    this.host.topology.setRebalance({ ...r });
+    let lost = false;
+    await this.host.topology.update((cur) => {
+      const stored = cur.rebalance;
+      if (stored && stored.id === r.id && (stored.owner ?? r.owner) !== r.owner) {
+        lost = true;
+        return null;
+      }
+      if (stored?.id === r.id && stored.cancelRequested) r.cancelRequested = true;
+      return { ...cur, rebalance: { ...r } };
+    });
+    if (lost) throw new Stopped(`rebalance ${r.id} was taken over by instance ${this.record?.owner}`);
     return r;
   }
 
@@ -215,7 +263,7 @@ export class Rebalancer {
 
   private checkCancel(): void {
     if (this.stopped) throw new Stopped('pgshard is stopping');
-    if (this.cancelRequested) throw new Cancelled('cancelled');
+    if (this.cancelRequested || this.record?.cancelRequested) throw new Cancelled('cancelled');
     if (this.streamError) throw this.streamError;
   }
 
@@ -241,11 +289,11 @@ export class Rebalancer {
       this.checkCancel();
 
       // schema: the new shard gets the tables (add only); its tables must be empty.
-      this.save(r, { phase: 'schema' });
+      await this.save(r, { phase: 'schema' });
       if (r.kind === 'add') {
         const target = await client(destinations[0]!);
-        const created = await copySchema(await client(sources[0]!), target, catalog, (objects) => {
-          this.save(r, { created: objects });
+        const created = await copySchema(await client(sources[0]!), target, catalog, async (objects) => {
+          await this.save(r, { created: objects });
         });
         if (created.length) this.log.info({ shard: r.shard, tables: created }, 'created the tables on the new shard');
         for (const t of tables.values())
@@ -254,7 +302,7 @@ export class Rebalancer {
       this.checkCancel();
 
       // copying: a slot with an exported snapshot per source; the moving rows of that snapshot.
-      this.save(r, { phase: 'copying', sources: sources.map((s) => ({ shard: s.id, slot: `pgshard_rb_${r.id}_${s.id.replace(/[^A-Za-z0-9_]/g, '_')}`.toLowerCase(), publication: `pgshard_rb_${r.id}` })) });
+      await this.save(r, { phase: 'copying', sources: sources.map((s) => ({ shard: s.id, slot: `pgshard_rb_${r.id}_${s.id.replace(/[^A-Za-z0-9_]/g, '_')}`.toLowerCase(), publication: `pgshard_rb_${r.id}` })) });
       const sharded = [...tables.values()].filter((t) => t.key);
       const reference = [...tables.values()].filter((t) => !t.key);
       const referenceSource = sources[0]!.id;
@@ -287,7 +335,7 @@ export class Rebalancer {
           total += await this.countRows(last.snap, published);
           this.checkCancel();
         }
-        this.save(r, { rowsTotal: total });
+        await this.save(r, { rowsTotal: total });
         for (const { source, snap } of starts) {
           for (const t of sharded) await this.copyMoving(r, snap, source.id, t, moves, dests);
           if (r.kind === 'add' && source.id === referenceSource) for (const t of reference) await this.copyWhole(r, snap, t, await client(destinations[0]!), r.shard);
@@ -299,18 +347,22 @@ export class Rebalancer {
       }
 
       // catching_up: the changes since each snapshot, until the lag is small.
-      this.save(r, { phase: 'catching_up' });
+      await this.save(r, { phase: 'catching_up' });
+      // One connection per source and destination: each stream applies its changes one at a time, and the
+      // streams of different sources (disjoint keys) must not queue on each other's connection.
       const applyClients = new Map<string, pg.Client>();
-      const applyClient = async (id: string): Promise<pg.Client> => {
-        let c = applyClients.get(id);
+      const applyClientFor = (source: string) => async (id: string): Promise<pg.Client> => {
+        const k = `${source}\0${id}`;
+        let c = applyClients.get(k);
         if (!c) {
           c = await connect(byId.get(id)!);
-          applyClients.set(id, c);
+          applyClients.set(k, c);
         }
         return c;
       };
       let applying = true;
       for (const s of starts) {
+        const applyClient = applyClientFor(s.source.id);
         const apply = (c: Change) => (applying ? this.applyChange(r, c, s.source.id, s.source.id === referenceSource, tables, moves, applyClient) : Promise.resolve());
         const stream = new ChangeStream(s.source, s.slot, s.publication, apply, this.log, (e) => (this.streamError ??= e));
         this.streams.push(stream);
@@ -323,10 +375,10 @@ export class Rebalancer {
         const lag = await this.markAll(client, 30_000);
         if (lag !== null && lag <= cfg.max_lag_bytes && Date.now() - t0 < cfg.max_pause_ms / 2) {
           // cutting_over: hold new statements on moving keys, let running ones end, apply the last changes, switch.
-          this.save(r, { phase: 'cutting_over', cutoverAttempts: r.cutoverAttempts + 1 });
+          await this.save(r, { phase: 'cutting_over', cutoverAttempts: r.cutoverAttempts + 1 });
           const switched = await this.cutOver(r, moves, client, () => (applying = false));
           if (switched) break;
-          this.save(r, { phase: 'catching_up' });
+          await this.save(r, { phase: 'catching_up' });
           if (r.cutoverAttempts >= 10) throw new Error(`the cut-over did not finish within rebalance.max_pause_ms (${cfg.max_pause_ms} ms) in ${r.cutoverAttempts} attempts: long transactions on moving keys kept it from finishing; raise rebalance.max_pause_ms or retry when the load is lighter`);
           await sleep(200 * r.cutoverAttempts);
         } else await sleep(100);
@@ -378,25 +430,25 @@ export class Rebalancer {
   private async copyMoving(r: RebalanceRecord, snap: pg.Client, source: string, t: TableInfo, moves: Moves, dest: (id: string) => Promise<pg.Client>): Promise<void> {
     const key = t.key!;
     await copyRows({ source: snap, table: t.name, columns: t.columns, keyIndex: key.index, route: (k) => moves.destination(key.type, k, source), destination: dest, ...this.copyProgress(r) });
-    this.save(r, {});
+    await this.save(r, {});
   }
 
   private async copyWhole(r: RebalanceRecord, snap: pg.Client, t: TableInfo, target: pg.Client, id: string): Promise<void> {
     await copyRows({ source: snap, table: t.name, columns: t.columns, keyIndex: null, route: () => id, destination: async () => target, ...this.copyProgress(r) });
-    this.save(r, {});
+    await this.save(r, {});
   }
 
   /** Counts copied rows as they go; the record is written at most every PROGRESS_SAVE_MS. */
-  private copyProgress(r: RebalanceRecord): { progress: (d: CopyCounts) => void; every: number } {
+  private copyProgress(r: RebalanceRecord): { progress: (d: CopyCounts) => Promise<void>; every: number } {
     let saved = performance.now();
     return {
       every: this.host.config.rebalance.batch_rows,
-      progress: (d) => {
+      progress: async (d) => {
         this.host.metrics?.rebalanceRowsCopied(d.copied);
         r.rowsCopied += d.copied;
         r.rowsScanned += d.scanned;
         if (performance.now() - saved >= PROGRESS_SAVE_MS) {
-          this.save(r, {});
+          await this.save(r, {});
           saved = performance.now();
         }
         this.checkCancel();
@@ -443,33 +495,37 @@ export class Rebalancer {
     return lag;
   }
 
-  private async cutOver(r: RebalanceRecord, moves: Moves, client: (s: ShardConfig) => Promise<pg.Client>, stopApplying: () => void): Promise<boolean> {
+  /**
+   * Called with the record just saved as `cutting_over`: every instance's follower closes its gate and
+   * acknowledges once nothing of its own runs on the old ring. When all live instances have, the last
+   * changes are applied and the ring switches in one write of the store; the followers open their gates
+   * when they read it. Past max_pause_ms the attempt is abandoned (the caller saves `catching_up`).
+   */
+  private async cutOver(r: RebalanceRecord, _moves: Moves, client: (s: ShardConfig) => Promise<pg.Client>, stopApplying: () => void): Promise<boolean> {
     const maxPause = this.host.config.rebalance.max_pause_ms;
     const t0 = performance.now();
     const deadline = t0 + maxPause;
-    this.host.gate.close(moves.before, moves.after);
-    try {
-      // Statements routed on the old ring before the gate closed finish (or their transactions end).
-      while (!this.host.quiet()) {
-        if (performance.now() > deadline) return this.cutoverFailed(r, 'statements on the old ring were still running');
-        await sleep(2);
-      }
-      // Everything they committed on the sources reaches the new owners.
-      const left = Math.max(1, deadline - performance.now());
-      const lag = await this.markAll(client, left);
-      if (lag === null) return this.cutoverFailed(r, 'the last changes were not applied in time');
-      stopApplying();
-      const pauseMs = Math.round(performance.now() - t0);
-      // The switch: new ring and the clean-up phase in one write of the topology file.
-      const record: RebalanceRecord = { ...r, phase: 'cleaning', pauseMs: Math.max(pauseMs, r.pauseMs ?? 0) };
-      Object.assign(r, record);
-      this.host.topology.setShards(r.to, { ...record });
-      this.host.metrics?.cutover(pauseMs / 1000);
-      this.log.info({ rebalance: r.id, pause_ms: pauseMs, held: this.host.gate.heldStatements, version: this.host.topology.version }, 'cut over to the new ring');
-      return true;
-    } finally {
-      this.host.gate.open();
+    const token = `${r.id}:${r.cutoverAttempts}`;
+    // Statements routed on the old ring before the gates closed finish (or their transactions end), everywhere.
+    for (;;) {
+      const waiting = await this.host.peers.notAcked(token);
+      if (waiting.length === 0) break;
+      if (performance.now() > deadline) return this.cutoverFailed(r, `statements on the old ring were still running on instance${waiting.length > 1 ? 's' : ''} ${waiting.join(', ')}`);
+      await sleep(2);
     }
+    // Everything they committed on the sources reaches the new owners.
+    const left = Math.max(1, deadline - performance.now());
+    const lag = await this.markAll(client, left);
+    if (lag === null) return this.cutoverFailed(r, 'the last changes were not applied in time');
+    stopApplying();
+    const pauseMs = Math.round(performance.now() - t0);
+    // The switch: new ring and the clean-up phase in one write of the store.
+    const record: RebalanceRecord = { ...r, phase: 'cleaning', pauseMs: Math.max(pauseMs, r.pauseMs ?? 0) };
+    Object.assign(r, record);
+    await this.host.topology.setShards(r.to, { ...record });
+    this.host.metrics?.cutover(pauseMs / 1000);
+    this.log.info({ rebalance: r.id, pause_ms: pauseMs, held: this.host.gate.heldStatements, version: this.host.topology.version }, 'cut over to the new ring');
+    return true;
   }
 
   private cutoverFailed(r: RebalanceRecord, why: string): false {
@@ -525,7 +581,7 @@ export class Rebalancer {
   private async cleanUp(r: RebalanceRecord, existing?: Map<string, pg.Client>): Promise<void> {
     const { client, close } = this.clientsFor(existing);
     try {
-      if (r.phase !== 'cleaning') this.save(r, { phase: 'cleaning' });
+      if (r.phase !== 'cleaning') await this.save(r, { phase: 'cleaning' });
       await this.dropReplication(r, client);
       const moves = new Moves(ringOf({ shards: r.from, vnodes: this.host.topology.state.vnodes }), ringOf({ shards: r.to, vnodes: this.host.topology.state.vnodes }));
       const sources = r.kind === 'add' ? r.from : r.from.filter((s) => s.id === r.shard);
@@ -535,10 +591,10 @@ export class Rebalancer {
         for (const t of tables.values()) {
           if (!t.key) continue;
           const n = await this.deleteWhere(c, t, (key) => moves.destination(t.key!.type, key, s.id) !== null);
-          if (n) this.save(r, { rowsCleaned: r.rowsCleaned + n });
+          if (n) await this.save(r, { rowsCleaned: r.rowsCleaned + n });
         }
       }
-      this.save(r, { phase: 'done', finishedAt: new Date().toISOString() });
+      await this.save(r, { phase: 'done', finishedAt: new Date().toISOString() });
       this.log.info({ rebalance: r.id, kind: r.kind, shard: r.shard, rows_copied: r.rowsCopied, rows_scanned: r.rowsScanned, rows_cleaned: r.rowsCleaned, pause_ms: r.pauseMs }, 'rebalance done');
     } finally {
       await close();
@@ -575,10 +631,10 @@ export class Rebalancer {
           await this.deleteWhere(c, t, (key) => moves.owners(t.key!.type, key)?.from !== d.id);
         }
       }
-      this.save(r, { phase, error, finishedAt: new Date().toISOString() });
+      await this.save(r, { phase, error, finishedAt: new Date().toISOString() });
       this.log.warn({ rebalance: r.id, phase, error }, 'rebalance rolled back');
     } catch (e) {
-      this.save(r, { phase: 'failed', error: `${error ?? 'cancelled'}; the roll-back failed too (${(e as Error).message}): restart pgshard to retry it` });
+      await this.save(r, { phase: 'failed', error: `${error ?? 'cancelled'}; the roll-back failed too (${(e as Error).message}): restart pgshard to retry it` });
     } finally {
       await close();
     }

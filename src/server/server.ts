@@ -8,7 +8,11 @@ import { readFileSync } from 'node:fs';
 import { randomInt } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Config, ShardConfig } from '../config/schema.js';
-import { Topology } from '../topology/topology.js';
+import { fileStore, Topology } from '../topology/topology.js';
+import { PgTopologyStore } from '../topology/pg-store.js';
+import { LocalPeers, type Peers } from '../topology/peers.js';
+import { CutoverFollower } from '../rebalance/cutover-follower.js';
+import { PgDecisionLog } from '../topology/decision-log.js';
 import { CutoverGate } from '../rebalance/gate.js';
 import { Rebalancer, type RebalanceMetrics } from '../rebalance/engine.js';
 import { clientDatabase } from '../config/load.js';
@@ -31,7 +35,7 @@ import type { BindParams } from '../routing/keys.js';
 import { noopObserver, type ProxyObserver } from '../admin/observer.js';
 import { AdminConsole } from '../admin/console.js';
 import { idleRebalance, type RebalanceStatusProvider } from '../admin/rebalance-status.js';
-import { TxLog } from '../execute/txlog.js';
+import { TxLog, type DecisionLog } from '../execute/txlog.js';
 import { IdGenerator } from '../routing/ids.js';
 import { TransactionCoordinator } from '../execute/two-phase.js';
 import { hostname } from 'node:os';
@@ -56,6 +60,12 @@ export class PgShardServer {
   /** Where the rebalance reports rows copied, lag and pause (the admin API's metrics, when it runs). */
   rebalanceMetrics: RebalanceMetrics | null = null;
   private tlsContext: tls.SecureContext | null = null;
+  /** Who else routes on this topology (a cut-over waits for every live one). */
+  peers!: Peers;
+  /** The shared Postgres store, when `metadata` is configured. */
+  private metadata: PgTopologyStore | null = null;
+  private follower: CutoverFollower | null = null;
+  private resumeTimer: NodeJS.Timeout | null = null;
   private stopping = false;
   /** Told about requests, errors, transactions, checkouts and client sockets (the metrics). Set before start(). */
   observer: ProxyObserver = noopObserver;
@@ -73,16 +83,23 @@ export class PgShardServer {
     const cfg = this.config;
     this.gate = new CutoverGate(cfg.tables);
     const instance = cfg.transactions.instance_id ?? `${hostname().replace(/[^A-Za-z0-9]/g, '')}${cfg.listen.port}`;
-    this.topology = Topology.open(cfg, instance);
+    const address = `${hostname()}:${cfg.listen.port}`;
+    // Several instances share a Postgres metadata store; one keeps its topology in a file.
+    if (cfg.metadata) {
+      this.metadata = await PgTopologyStore.open(cfg.metadata, instance, address, this.log.child({ component: 'metadata' }));
+      this.peers = this.metadata;
+    } else this.peers = new LocalPeers(instance, address);
+    this.topology = await Topology.open(cfg, this.metadata ?? fileStore(cfg, instance));
     for (const s of this.topology.shards) this.pools.set(s.id, new ShardPool(s, cfg.pool, this.log));
     this.router = new Router(this.topology.ring, cfg.tables);
     this.topology.onChange((next, ring) => this.applyTopology(next.shards, ring));
+    this.follower = new CutoverFollower(this.topology, this.gate, this.peers, () => this.sessionsQuietForCutover(), cfg.rebalance.max_pause_ms, this.log.child({ component: 'cutover' }));
     const server = this;
     this.rebalancer = new Rebalancer({
       config: cfg,
       topology: this.topology,
+      peers: this.peers,
       gate: this.gate,
-      quiet: () => this.sessionsQuietForCutover(),
       log: this.log,
       get metrics() {
         return server.rebalanceMetrics;
@@ -92,7 +109,7 @@ export class PgShardServer {
     const analyzer = this.analyzer;
     this.ids64 = new IdGenerator(cfg.ids.node_id, 'int64');
     this.ids53 = new IdGenerator(cfg.ids.node_id % 64, 'int53');
-    this.txlog = TxLog.open(cfg.transactions.log_file ?? path.resolve('.pgshard', `txlog-${instance}.jsonl`));
+    this.txlog = this.metadata ? await PgDecisionLog.open(this.metadata, instance) : TxLog.open(cfg.transactions.log_file ?? path.resolve('.pgshard', `txlog-${instance}.jsonl`));
     this.coordinator = new TransactionCoordinator(instance, this.txlog, this.pools, this.log);
     if (cfg.limits.statement_timeout_ms > 0) this.coordinator.stepTimeoutMs = backstopDelays(cfg.limits.statement_timeout_ms).abandonMs;
     // Transactions a crash left prepared are finished before clients come; later runs catch shards that were down.
@@ -163,10 +180,13 @@ export class PgShardServer {
       this.server!.once('error', reject);
       this.server!.listen(cfg.listen.port, cfg.listen.host, () => resolve());
     });
-    // A rebalance the last process left running is finished or rolled back, in the background.
-    this.rebalancer.resume();
+    // A rebalance the last process left running (or an instance that is gone) is finished or rolled back, in the background.
+    const resume = () => void this.rebalancer.resume().catch((e) => this.log.warn({ err: (e as Error).message }, 'cannot take over the interrupted rebalance yet'));
+    resume();
+    this.resumeTimer = setInterval(resume, cfg.metadata?.lease_ms ?? 5000);
+    this.resumeTimer.unref();
     const addr = this.server.address() as net.AddressInfo;
-    this.log.info({ host: cfg.listen.host, port: addr.port, shards: this.topology.shards.map((s) => s.id), topology: this.topology.file, version: this.topology.version }, 'pgshard listening');
+    this.log.info({ host: cfg.listen.host, port: addr.port, shards: this.topology.shards.map((s) => s.id), topology: this.topology.where, version: this.topology.version }, 'pgshard listening');
     return addr.port;
   }
 
@@ -270,7 +290,7 @@ export class PgShardServer {
   coordinator!: TransactionCoordinator;
   private ids64!: IdGenerator;
   private ids53!: IdGenerator;
-  private txlog: TxLog | null = null;
+  private txlog: DecisionLog | null = null;
 
   /**
    * Learns the column order of the sharded tables from the first reachable shard, so that an INSERT
@@ -313,6 +333,7 @@ export class PgShardServer {
     if (this.columnTimer) clearInterval(this.columnTimer);
     if (this.recoveryTimer) clearInterval(this.recoveryTimer);
     this.timeouts?.stop();
+    if (this.resumeTimer) clearInterval(this.resumeTimer);
     await this.rebalancer?.shutdown();
     // close() resolves only when every connection has ended, so it is awaited after the sessions are closed.
     const closed = new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
@@ -326,6 +347,8 @@ export class PgShardServer {
     this.notifications?.close();
     await Promise.all([...this.pools.values()].map((p) => p.close()));
     this.txlog?.close();
+    this.follower?.close();
+    await this.topology?.close();
   }
 }
 

@@ -27,6 +27,10 @@ export interface RebalanceRecord {
   pauseMs: number | null;
   cutoverAttempts: number;
   startedAt: string;
+  /** The instance running it (with several instances sharing a metadata store, only it moves rows). */
+  owner?: string;
+  /** Set by any instance's cancel request; the owner rolls back when it sees it. */
+  cancelRequested?: boolean;
   finishedAt: string | null;
   error: string | null;
   /**
@@ -46,7 +50,10 @@ export interface ObjectsCreated {
 }
 
 export interface TopologyState {
+  /** The ring's version: grows when the shard list changes. */
   version: number;
+  /** Grows with every write of the state (a rebalance's progress too): writes are compare-and-set on it. */
+  rev: number;
   vnodes: number;
   shards: ShardConfig[];
   rebalance: RebalanceRecord | null;

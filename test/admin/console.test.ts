@@ -100,7 +100,7 @@ t.test('SHOW CLIENTS: state, application_name, address and the shards a transact
   t.notOk((await consoleRows('SHOW CLIENTS')).some((x) => x[3] === 'watched-app'), 'gone after disconnecting');
 });
 
-t.test('SHOW RING, SHOW REBALANCE, SHOW HELP, SHOW VERSION', async (t) => {
+t.test('SHOW RING, SHOW REBALANCE, SHOW INSTANCES, SHOW HELP, SHOW VERSION', async (t) => {
   const ring = await consoleRows('show ring;');
   t.same(
     ring.map((r) => [r[0], r[1], r[2], r[4]]),
@@ -116,6 +116,8 @@ t.test('SHOW RING, SHOW REBALANCE, SHOW HELP, SHOW VERSION', async (t) => {
   };
   t.teardown(() => void (s.proxy.server.rebalance = saved));
   t.same(await consoleRows('SHOW REBALANCE'), [['copying', 's3', '1200', '5000', '4096', '2026-01-02 03:04:05.678+00', '', 'copying users']], 'from the provider');
+  const inst = await consoleRows('SHOW INSTANCES');
+  t.same(inst.map((r) => [r[0], r[3], r[4]]), [[s.proxy.server.peers.instance, 't', 't']], 'one instance (no metadata database): this one, alive');
   const help = await consoleRows('SHOW HELP');
   t.same(help.map((r) => r[0]), COMMAND_NAMES.map((n) => `SHOW ${n}`));
   t.same(await consoleRows('  /* hi */ SHOW   version -- trailing comment'), [[`pgshard ${PGSHARD_VERSION}`]]);

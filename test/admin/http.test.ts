@@ -8,10 +8,10 @@ import { isLoopback } from '../../src/admin/http.js';
 import { getJson, getText, startStack } from './helpers.js';
 
 const TOKEN = 'let-me-in';
-const SERVED = ['/metrics', '/health', '/ready', '/shards', '/ring', '/route', '/openapi.json', '/rebalance', '/rebalance/cancel', '/shards/{id}'];
+const SERVED = ['/metrics', '/health', '/instances', '/ready', '/shards', '/ring', '/route', '/openapi.json', '/rebalance', '/rebalance/cancel', '/shards/{id}'];
 /** Every operation served, as "method path". */
 const OPERATIONS = [
-  ...['/metrics', '/health', '/ready', '/shards', '/ring', '/route', '/openapi.json', '/rebalance'].map((p) => `get ${p}`),
+  ...['/metrics', '/health', '/instances', '/ready', '/shards', '/ring', '/route', '/openapi.json', '/rebalance'].map((p) => `get ${p}`),
   'post /shards',
   'delete /shards/{id}',
   'post /rebalance/cancel',
@@ -166,6 +166,14 @@ t.test('with a token', async (t) => {
       const res = await getText(`${stack.adminUrl}${p}${p === '/route' ? '?table=users&key=1' : ''}`, auth);
       t.equal(res.status, 200, `${p} answers`);
     }
+  });
+
+  t.test('/instances: one instance without a metadata database', async (t) => {
+    const r = await getJson<{ topology: string; instances: { id: string; alive: boolean; self: boolean; heartbeat_age_ms: number }[] }>(`${stack.adminUrl}/instances`, auth);
+    t.equal(r.status, 200);
+    t.match(r.body.topology, /topology.*\.json$/, 'the topology file');
+    t.equal(r.body.instances.length, 1);
+    t.same([r.body.instances[0]!.alive, r.body.instances[0]!.self], [true, true]);
   });
 
   t.test('unknown routes and methods', async (t) => {
