@@ -22,8 +22,9 @@ import type { Peers } from '../topology/peers.js';
 import { TopologyConflict } from '../topology/topology.js';
 import { Moves } from './moves.js';
 import { connect, end, ident, literal, rows, type Row } from './pg.js';
-import { copySchema, listTables, type SourceTable } from './schema-copy.js';
-import { deleteRows, hasRows, insertRows, scan, upsertRow } from './rows.js';
+import { copyRows, type CopyCounts } from './copy.js';
+import { copySchema, dropCreated, listTables, type SourceTable } from './schema-copy.js';
+import { deleteRows, hasRows, scan, upsertRow } from './rows.js';
 import { ChangeStream, type Change } from './stream.js';
 
 export interface RebalanceMetrics {
@@ -52,6 +53,9 @@ export class RebalanceError extends Error {
     super(message);
   }
 }
+
+/** Progress of a copy is counted at every batch_rows rows but written to the topology store at most this often. */
+const PROGRESS_SAVE_MS = 100;
 
 const ACTIVE = new Set(['planning', 'schema', 'copying', 'catching_up', 'cutting_over', 'cleaning']);
 
@@ -288,7 +292,9 @@ export class Rebalancer {
       await this.save(r, { phase: 'schema' });
       if (r.kind === 'add') {
         const target = await client(destinations[0]!);
-        const created = await copySchema(await client(sources[0]!), target, catalog);
+        const created = await copySchema(await client(sources[0]!), target, catalog, async (objects) => {
+          await this.save(r, { created: objects });
+        });
         if (created.length) this.log.info({ shard: r.shard, tables: created }, 'created the tables on the new shard');
         for (const t of tables.values())
           if (await hasRows(target, t.name)) throw new RebalanceError(409, `table "${t.name}" on the new shard "${r.shard}" already has rows: empty it (or drop it) on that shard and add the shard again`);
@@ -301,6 +307,10 @@ export class Rebalancer {
       const reference = [...tables.values()].filter((t) => !t.key);
       const referenceSource = sources[0]!.id;
       const dests = async (id: string) => client(byId.get(id)!);
+      // A copy is never resumed (an interrupted one is rolled back and starts again from a new snapshot);
+      // rows of the incoming ranges already on a destination (left by a roll-back that did not finish)
+      // go first, so that it holds exactly the snapshot's rows, to which the stream applies what follows.
+      for (const d of destinations) for (const t of sharded) await this.deleteWhere(await client(d), t, (key) => incoming(moves, t, key, d.id));
       const starts: { source: ShardConfig; slot: string; publication: string; snap: pg.Client }[] = [];
       try {
         // Every slot and its snapshot first (each held open by a transaction that imported it), so that
@@ -328,7 +338,7 @@ export class Rebalancer {
         await this.save(r, { rowsTotal: total });
         for (const { source, snap } of starts) {
           for (const t of sharded) await this.copyMoving(r, snap, source.id, t, moves, dests);
-          if (r.kind === 'add' && source.id === referenceSource) for (const t of reference) await this.copyWhole(r, snap, t, await client(destinations[0]!));
+          if (r.kind === 'add' && source.id === referenceSource) for (const t of reference) await this.copyWhole(r, snap, t, await client(destinations[0]!), r.shard);
           await snap.query('COMMIT');
           this.checkCancel();
         }
@@ -419,31 +429,31 @@ export class Rebalancer {
 
   private async copyMoving(r: RebalanceRecord, snap: pg.Client, source: string, t: TableInfo, moves: Moves, dest: (id: string) => Promise<pg.Client>): Promise<void> {
     const key = t.key!;
-    await scan(snap, t.name, t.columns, this.host.config.rebalance.batch_rows, async (batch) => {
-      const by = new Map<string, Row[]>();
-      for (const row of batch) {
-        const to = moves.destination(key.type, row[key.index]!, source);
-        if (!to) continue;
-        if (!by.has(to)) by.set(to, []);
-        by.get(to)!.push(row);
-      }
-      let copied = 0;
-      for (const [to, rs] of by) {
-        await insertRows(await dest(to), t.name, t.columns, rs);
-        copied += rs.length;
-      }
-      this.host.metrics?.rebalanceRowsCopied(copied);
-      await this.save(r, { rowsCopied: r.rowsCopied + copied, rowsScanned: r.rowsScanned + batch.length });
-      this.checkCancel();
-    });
+    await copyRows({ source: snap, table: t.name, columns: t.columns, keyIndex: key.index, route: (k) => moves.destination(key.type, k, source), destination: dest, ...this.copyProgress(r) });
+    await this.save(r, {});
   }
 
-  private async copyWhole(r: RebalanceRecord, snap: pg.Client, t: TableInfo, target: pg.Client): Promise<void> {
-    await scan(snap, t.name, t.columns, this.host.config.rebalance.batch_rows, async (batch) => {
-      await insertRows(target, t.name, t.columns, batch);
-      this.host.metrics?.rebalanceRowsCopied(batch.length);
-      await this.save(r, { rowsCopied: r.rowsCopied + batch.length, rowsScanned: r.rowsScanned + batch.length });
-    });
+  private async copyWhole(r: RebalanceRecord, snap: pg.Client, t: TableInfo, target: pg.Client, id: string): Promise<void> {
+    await copyRows({ source: snap, table: t.name, columns: t.columns, keyIndex: null, route: () => id, destination: async () => target, ...this.copyProgress(r) });
+    await this.save(r, {});
+  }
+
+  /** Counts copied rows as they go; the record is written at most every PROGRESS_SAVE_MS. */
+  private copyProgress(r: RebalanceRecord): { progress: (d: CopyCounts) => Promise<void>; every: number } {
+    let saved = performance.now();
+    return {
+      every: this.host.config.rebalance.batch_rows,
+      progress: async (d) => {
+        this.host.metrics?.rebalanceRowsCopied(d.copied);
+        r.rowsCopied += d.copied;
+        r.rowsScanned += d.scanned;
+        if (performance.now() - saved >= PROGRESS_SAVE_MS) {
+          await this.save(r, {});
+          saved = performance.now();
+        }
+        this.checkCancel();
+      },
+    };
   }
 
   /** One replicated change: applied to the new owner when its key moves (or, for reference tables, to the new shard). */
@@ -597,14 +607,23 @@ export class Rebalancer {
     try {
       await this.dropReplication(r, client);
       const moves = new Moves(ringOf({ shards: r.from, vnodes: this.host.topology.state.vnodes }), ringOf({ shards: r.to, vnodes: this.host.topology.state.vnodes }));
+      // An added shard loses what the rebalance created there (tables with their rows); what it had before stays.
+      const added = r.kind === 'add' ? r.to.find((s) => s.id === r.shard) : undefined;
+      if (added && r.created) {
+        const dropped = await dropCreated(await client(added), r.created);
+        if (dropped.length) this.log.info({ rebalance: r.id, shard: r.shard, tables: dropped }, 'dropped the tables the rebalance created on the new shard');
+      }
       const copied = ['copying', 'catching_up', 'cutting_over'].includes(r.phase);
       const destinations = !copied ? [] : r.kind === 'add' ? r.to.filter((s) => s.id === r.shard) : r.to;
+      // Copies went only into the tables of the source's catalog; other tables of a destination are not ours.
+      const source = r.kind === 'add' ? r.from[0] : r.from.find((s) => s.id === r.shard);
+      const copiedInto = destinations.length && source ? new Set((await listTables(await client(source))).map((t) => t.name)) : new Set<string>();
       for (const d of destinations) {
         const c = await client(d);
-        const tables = this.tableInfo(await listTables(c));
+        const tables = this.tableInfo((await listTables(c)).filter((t) => copiedInto.has(t.name)));
         for (const t of tables.values()) {
           if (!t.key) {
-            // Reference rows were copied only to a new shard, which held none before.
+            // Reference rows were copied only to a new shard, whose tables were empty before.
             if (r.kind === 'add') await c.query(`DELETE FROM ${qualifiedName(t.name)}`);
             continue;
           }
@@ -645,6 +664,12 @@ export class Rebalancer {
 function qualifiedName(name: string): string {
   const dot = name.indexOf('.');
   return dot < 0 ? ident(name) : `${ident(name.slice(0, dot))}.${ident(name.slice(dot + 1))}`;
+}
+
+/** A row on `shard` whose key moves to it: a copy (only the routing ring's owner holds the original). */
+function incoming(moves: Moves, t: TableInfo, key: string | null, shard: string): boolean {
+  const o = moves.owners(t.key!.type, key);
+  return o !== null && o.from !== shard && o.to === shard;
 }
 
 function sameShards(a: readonly ShardConfig[], b: readonly ShardConfig[]): boolean {

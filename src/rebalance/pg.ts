@@ -29,6 +29,9 @@ export async function connect(shard: ShardConfig, replication = false): Promise<
   // (which already fired where the row was written), stay out of the way, as in Postgres's own apply
   // workers. Needs superuser (or the role's SET privilege); without it they apply as usual.
   if (!replication) await client.query('SET session_replication_role = replica').catch(() => undefined);
+  // Values travel in text form from one shard to another: written and read in the same styles whatever each
+  // shard's defaults (ISO dates are read the same under every DateStyle; floats keep every digit).
+  if (!replication) await client.query(`SET datestyle = 'ISO, MDY'; SET intervalstyle = 'postgres'; SET extra_float_digits = 3`);
   return client;
 }
 

@@ -1,7 +1,6 @@
 /**
- * Moving rows in bulk: reading a table through a cursor (inside the caller's transaction, e.g. one that
- * imported a replication slot's snapshot), writing batches of rows to another shard, deleting batches
- * by primary key. Values travel as text.
+ * Rows by primary key: reading a table through a cursor (inside the caller's transaction), deleting
+ * batches of rows, applying one replicated row. Values travel as text. (The bulk copy is copy.ts.)
  */
 import type pg from 'pg';
 import { ident, qualified, rows, type Row } from './pg.js';
@@ -22,14 +21,6 @@ export async function scan(client: pg.Client, table: string, columns: readonly s
   } finally {
     await client.query(`CLOSE ${cursor}`).catch(() => undefined);
   }
-}
-
-/** One multi-row INSERT (OVERRIDING SYSTEM VALUE: identity columns keep their values). */
-export async function insertRows(client: pg.Client, table: string, columns: readonly string[], batch: readonly Row[]): Promise<void> {
-  if (!batch.length) return;
-  const n = columns.length;
-  const values = batch.map((_, r) => `(${columns.map((_, c) => `$${r * n + c + 1}`).join(', ')})`).join(', ');
-  await client.query(`INSERT INTO ${qualified(table)} (${columns.map(ident).join(', ')}) OVERRIDING SYSTEM VALUE VALUES ${values}`, batch.flat());
 }
 
 /** Deletes the rows with these primary keys. */

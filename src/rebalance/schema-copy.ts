@@ -5,7 +5,8 @@
  * table exists) and indexes. Tables that already exist on the new shard are left as they are.
  */
 import type pg from 'pg';
-import { ident, literal, rows } from './pg.js';
+import type { ObjectsCreated } from '../topology/types.js';
+import { ident, literal, qualified, rows } from './pg.js';
 
 export interface SourceTable {
   /** schema and name as in the catalog; `name` is schema-qualified unless in public. */
@@ -35,7 +36,7 @@ export async function listTables(client: pg.Client): Promise<SourceTable[]> {
   return rs.map(([schema, relname, cols, pk]) => ({
     schema: schema!,
     relname: relname!,
-    name: schema === 'public' ? relname! : `${schema}.${relname}`,
+    name: displayName(schema!, relname!),
     columns: JSON.parse(cols ?? '[]') as string[],
     primaryKey: JSON.parse(pk ?? '[]') as string[],
   }));
@@ -110,19 +111,82 @@ export async function schemaStatements(client: pg.Client, tables: readonly Sourc
   return [...out, ...late];
 }
 
-/** Creates on `target` the tables of `tables` it does not have yet; returns the names it created. */
-export async function copySchema(source: pg.Client, target: pg.Client, tables: readonly SourceTable[]): Promise<string[]> {
+/**
+ * Creates on `target` the tables of `tables` it does not have yet, in one transaction; returns the names
+ * it created. `record` learns, before that transaction commits, what it created (it is to persist it:
+ * should it fail, nothing is created), so that whoever crashes after the commit can still drop exactly
+ * that (dropCreated).
+ */
+export async function copySchema(source: pg.Client, target: pg.Client, tables: readonly SourceTable[], record?: (created: ObjectsCreated) => void | Promise<void>): Promise<string[]> {
   const existing = new Set((await listTables(target)).map((t) => t.name));
   const missing = tables.filter((t) => !existing.has(t.name));
   if (!missing.length) return [];
   const stmts = await schemaStatements(source, missing);
   await target.query('BEGIN');
   try {
+    // The transaction's id as the catalogs' xmin shows it (32 bits): its catalog rows are what it created.
+    const [[xid]] = (await rows(target, 'SELECT (txid_current() % 4294967296)::text')) as [[string]];
     for (const s of stmts) await target.query(s);
+    const created: ObjectsCreated = {
+      xid,
+      tables: missing.map((t) => t.name),
+      // Sequences of identity columns belong to their table and go with it.
+      sequences: (
+        await rows(
+          target,
+          `SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind = 'S' AND c.xmin::text = $1 AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'i') ORDER BY 1, 2`,
+          [xid],
+        )
+      ).map(([schema, name]) => displayName(schema!, name!)),
+      schemas: (await rows(target, 'SELECT nspname FROM pg_namespace WHERE xmin::text = $1 ORDER BY 1', [xid])).map(([n]) => n!),
+    };
+    await record?.(created);
     await target.query('COMMIT');
   } catch (e) {
     await target.query('ROLLBACK').catch(() => undefined);
     throw e;
   }
   return missing.map((t) => t.name);
+}
+
+/**
+ * Drops on `target` the objects copySchema created there, as recorded; only those whose catalog row the
+ * recorded transaction wrote (one that did not commit created nothing; a table of that name made since
+ * by someone else stays). Dependent objects made since by someone else (a view) make it fail rather
+ * than go with them; a schema that holds anything else stays. Returns the tables dropped.
+ */
+export async function dropCreated(target: pg.Client, created: ObjectsCreated): Promise<string[]> {
+  const ours = async (names: readonly string[], relkind: 'r' | 'S'): Promise<string[]> => {
+    const out: string[] = [];
+    for (const name of names) {
+      const [hit] = await rows(target, 'SELECT 1 FROM pg_class WHERE oid = to_regclass($1) AND relkind = $2 AND xmin::text = $3', [qualified(name), relkind, created.xid]);
+      if (hit) out.push(name);
+    }
+    return out;
+  };
+  const tables = await ours(created.tables, 'r');
+  const sequences = await ours(created.sequences, 'S');
+  await target.query('BEGIN');
+  try {
+    if (tables.length) await target.query(`DROP TABLE ${tables.map(qualified).join(', ')}`);
+    if (sequences.length) await target.query(`DROP SEQUENCE ${sequences.map(qualified).join(', ')}`);
+    await target.query('COMMIT');
+  } catch (e) {
+    await target.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  }
+  for (const schema of created.schemas) {
+    const [hit] = await rows(target, 'SELECT 1 FROM pg_namespace WHERE nspname = $1 AND xmin::text = $2', [schema, created.xid]);
+    if (!hit) continue;
+    // RESTRICT: a schema someone has put something else in since is theirs now.
+    await target.query(`DROP SCHEMA ${ident(schema)}`).catch((e: Error & { code?: string }) => {
+      if (e.code !== '2BP01') throw e;
+    });
+  }
+  return tables;
+}
+
+function displayName(schema: string, name: string): string {
+  return schema === 'public' ? name : `${schema}.${name}`;
 }

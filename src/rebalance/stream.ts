@@ -53,7 +53,8 @@ export class ChangeStream {
   start(): void {
     const s = this.source;
     const service = new LogicalReplicationService(
-      { host: s.host, port: s.port, database: s.database, user: s.user, password: s.password, application_name: 'pgshard-rebalance' },
+      // pgoutput writes values with the walsender's settings: the styles the apply connections read (pg.ts).
+      { host: s.host, port: s.port, database: s.database, user: s.user, password: s.password, application_name: 'pgshard-rebalance', options: '-c datestyle=ISO,MDY -c intervalstyle=postgres -c extra_float_digits=3' },
       { acknowledge: { auto: true, timeoutSeconds: 1 }, flowControl: { enabled: true } },
     );
     this.service = service;

@@ -33,6 +33,20 @@ export interface RebalanceRecord {
   cancelRequested?: boolean;
   finishedAt: string | null;
   error: string | null;
+  /**
+   * What the rebalance created on the shard it adds (recorded before the transaction creating it
+   * commits), so that a roll-back, even after a crash, drops exactly that. `xid` is that transaction's
+   * id: an object whose catalog row it did not write was not created by the rebalance and stays.
+   */
+  created?: ObjectsCreated;
+}
+
+export interface ObjectsCreated {
+  xid: string;
+  /** Names as in the catalog's `schema.name` form (`name` alone in public). */
+  tables: string[];
+  sequences: string[];
+  schemas: string[];
 }
 
 export interface TopologyState {

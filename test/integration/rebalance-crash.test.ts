@@ -1,6 +1,7 @@
 // A rebalance interrupted by SIGKILL of pgshard is rolled back on restart (the ring still routes to shards
-// holding all its rows; slots, publications and the copies are gone), and a cancelled one too; both
-// driven through the `pgshard` command line against a pgshard running as its own process.
+// holding all its rows; slots, publications and the copies are gone; the tables it created on the new shard
+// are dropped, those the shard had before stay untouched), and a cancelled one too; both driven through the
+// `pgshard` command line against a pgshard running as its own process.
 import t from 'tap';
 const tap = t;
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -46,6 +47,13 @@ t.test('SIGKILL half-way, then cancel, then add: through the CLI', async (t) => 
   const [c0, c1, c2, c3] = shards.clusters;
   for (const c of [c0!, c1!, c2!])
     await c.query('CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL); CREATE TABLE countries (code text PRIMARY KEY);', 'app');
+  // The shard to add already has a table of the schema (empty) and one of its own: a roll-back leaves both.
+  await c3!.query(`CREATE TABLE countries (code text PRIMARY KEY); CREATE TABLE keepme (id int PRIMARY KEY, note text); INSERT INTO keepme VALUES (1, 'mine');`, 'app');
+  const newShardTables = async () => (await c3!.query<{ t: string }>(`SELECT string_agg(tablename, ',' ORDER BY tablename) AS t FROM pg_tables WHERE schemaname = 'public'`, 'app'))[0]!.t;
+  const untouched = async (t: typeof tap, when: string) => {
+    t.equal(await newShardTables(), 'countries,keepme', `${when}: the tables the rebalance created on s3 are gone, those it had stay`);
+    t.same(await c3!.query('SELECT id, note FROM keepme', 'app'), [{ id: 1, note: 'mine' }], `${when}: the table of s3's own is untouched`);
+  };
   const dir = mkdtempSync(path.join(os.tmpdir(), 'pgshard-crash-'));
   const [port, adminPort] = [await freePort(), await freePort()];
   const configFile = path.join(dir, 'pgshard.yaml');
@@ -160,8 +168,10 @@ t.test('SIGKILL half-way, then cancel, then add: through the CLI', async (t) => 
     await sleep(20);
   }
   await kill();
-  const persisted = JSON.parse(readFileSync(path.join(dir, 'topology.json'), 'utf8')) as { rebalance: { phase: string } };
+  const persisted = JSON.parse(readFileSync(path.join(dir, 'topology.json'), 'utf8')) as { rebalance: { phase: string; created?: { tables: string[] } } };
   t.equal(persisted.rebalance.phase, 'copying', 'killed while copying');
+  t.same(persisted.rebalance.created?.tables, ['users'], 'the record names the table it created on s3, not those s3 had');
+  t.equal(await newShardTables(), 'countries,keepme,users');
   t.ok((await c0!.query('SELECT 1 FROM pg_replication_slots', 'app')).length > 0, 'the kill left a slot behind');
   await restart();
   let after: Record<string, unknown> = {};
@@ -173,23 +183,39 @@ t.test('SIGKILL half-way, then cancel, then add: through the CLI', async (t) => 
   t.equal(after.state, 'failed');
   t.match(String(after.error), /interrupted in phase copying \(pgshard restarted\); rolled back: start it again/);
   await checkPlacement(t, ['s0', 's1', 's2'], 'after the roll-back');
+  await untouched(t, 'after the roll-back');
 
-  // 2. Cancel.
+  // 2. Cancel. A transaction left open on s0 holds the rebalance where it makes s0's slot (a slot's snapshot
+  // waits for the transactions running then), so that the cancel surely comes before the switch.
+  const holder = new pg.Client({ connectionString: `postgres://app:app@127.0.0.1:${c0!.port}/app` });
+  await holder.connect();
+  await holder.query('BEGIN');
+  await holder.query('SELECT txid_current()');
   t.equal((await cli([...add, '--no-wait'])).code, 0);
-  const cancelled = await cli(['rebalance', 'cancel', ...admin]);
+  for (let i = 0; (await status()).state !== 'copying'; i++) {
+    if (i > 600) throw new Error(`never saw it copying: ${JSON.stringify(await status())}`);
+    await sleep(20);
+  }
+  const cancelled = await cli(['rebalance', 'cancel', '--no-wait', ...admin]);
   t.equal(cancelled.code, 0, cancelled.stderr + cancelled.stdout);
-  t.match(cancelled.stdout, /cancelled/);
+  t.match(cancelled.stdout, /cancelling/);
+  await holder.query('COMMIT');
+  await holder.end();
+  const settled = await cli(['rebalance', 'status', '--wait', ...admin]);
+  t.match(settled.stdout, /add s3: cancelled/);
   t.equal((await status()).state, 'cancelled');
   const again = await cli(['rebalance', 'cancel', ...admin]);
   t.equal(again.code, 1);
   t.match(again.stderr, /no rebalance is running/);
   await checkPlacement(t, ['s0', 's1', 's2'], 'after the cancel');
+  await untouched(t, 'after the cancel');
 
   // 3. Add for real, waiting with the progress output.
   const done = await cli(add);
   t.equal(done.code, 0, done.stderr);
   t.match(done.stdout, /100% add s3: done, rows (\d+)\/\1 read, \d+ moved/);
   await checkPlacement(t, ['s0', 's1', 's2', 's3'], 'after the add');
+  t.equal(await newShardTables(), 'countries,keepme,users', 'the add created users on s3 again');
   const finalList = await cli(['shards', 'list', ...admin]);
   t.match(finalList.stdout, /^s3\s+127\.0\.0\.1:\d+\s+app\s+1\s+/m);
 
@@ -227,8 +253,11 @@ t.test('SIGKILL half-way, then cancel, then add: through the CLI', async (t) => 
     const ring = HashRing.build(ids.map((id) => ({ id, weight: 1 })), 256);
     const all = { s0: c0!, s1: c1!, s2: c2!, s3: c3! } as Record<string, typeof c0>;
     const seen = new Map<number, string[]>();
-    for (const [id, c] of Object.entries(all))
+    for (const [id, c] of Object.entries(all)) {
+      // s3 has no users table while it is not in the ring (a rolled-back add drops the one it created).
+      if (!(await c!.query<{ t: string | null }>(`SELECT to_regclass('users')::text AS t`, 'app'))[0]!.t) continue;
       for (const r of await c!.query<{ id: string }>('SELECT id::text FROM users', 'app')) seen.set(Number(r.id), [...(seen.get(Number(r.id)) ?? []), id]);
+    }
     const bad: string[] = [];
     const expected = [...Array.from({ length: ROWS }, (_, i) => i + 1), ...acked];
     for (const k of expected) {

@@ -4,7 +4,9 @@ import t from 'tap';
 import { withShards, APP } from '../helpers/shards.js';
 import { connect, end, rows } from '../../src/rebalance/pg.js';
 import { copySchema, listTables } from '../../src/rebalance/schema-copy.js';
-import { insertRows, scan } from '../../src/rebalance/rows.js';
+import { dropCreated } from '../../src/rebalance/schema-copy.js';
+import { copyRows } from '../../src/rebalance/copy.js';
+import type { ObjectsCreated } from '../../src/topology/types.js';
 
 const DDL = `
 CREATE SCHEMA app2;
@@ -62,14 +64,16 @@ t.test('tables, constraints, indexes and sequences come over exactly', async (t)
     ],
     'generated columns are not among the columns copied',
   );
-  t.same(await copySchema(a, b, tables), ['app2.things', 'items', 'lines']);
+  let created: ObjectsCreated | null = null;
+  t.same(await copySchema(a, b, tables, (c) => void (created = c)), ['app2.things', 'items', 'lines']);
+  t.match(created, { xid: /^\d+$/, tables: ['app2.things', 'items', 'lines'], sequences: ['global_seq', 'items_id_seq'], schemas: ['app2'] }, 'what was created is told before the commit');
   for (const q of [DESCRIBE, CONSTRAINTS, INDEXES, SEQUENCES]) t.same(await rows(b, q), await rows(a, q), q.trim().split('\n')[0]);
   t.same(await copySchema(a, b, tables), [], 'a second copy finds every table there');
 
   // Rows: copied in bulk (the rebalance's path) they read back identically, generated column included.
   for (const x of tables) {
     await a.query('BEGIN');
-    await scan(a, x.name, x.columns, 2, (batch) => insertRows(b, x.name, x.columns, batch));
+    await copyRows({ source: a, table: x.name, columns: x.columns, keyIndex: null, route: () => 'b', destination: async () => b, progress: () => undefined, every: 2 });
     await a.query('COMMIT');
     const q = `SELECT * FROM ${x.name.includes('.') ? x.name : `"${x.name}"`} ORDER BY 1, 2`;
     t.same(await rows(b, q), await rows(a, q), `rows of ${x.name}`);
@@ -78,4 +82,34 @@ t.test('tables, constraints, indexes and sequences come over exactly', async (t)
   t.same(await rows(b, `SELECT nextval('global_seq'), nextval('items_id_seq')`), await rows(a, `SELECT nextval('global_seq'), nextval('items_id_seq')`));
   const [[n]] = (await rows(b, `INSERT INTO lines (item_id) VALUES (2) RETURNING n`)) as [[string]];
   t.equal(n, '4', 'the identity column continues after the copied values');
+
+  // The roll-back drops exactly that: an object of the same name made by someone else since stays.
+  await b.query('DROP TABLE lines; CREATE TABLE lines (theirs int)');
+  await b.query('CREATE TABLE mine (id int PRIMARY KEY)');
+  t.same(await dropCreated(b, created!), ['app2.things', 'items'], 'the tables the copy created, not the lines made again since');
+  t.same(await rows(b, `SELECT relname FROM pg_class WHERE relkind IN ('r', 'S') AND relnamespace IN (SELECT oid FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema') ORDER BY 1`), [['lines'], ['mine']]);
+  t.same(await rows(b, `SELECT count(*) FROM pg_namespace WHERE nspname = 'app2'`), [['0']], 'the schema it created went too');
+  t.same(await dropCreated(b, created!), [], 'dropping again finds nothing of it');
+});
+
+t.test('a schema copy that fails, or whose record fails, creates nothing; what was there stays', async (t) => {
+  const shards = await withShards(t, 2);
+  const [src, dst] = shards.clusters;
+  await src!.query('CREATE SCHEMA s2; CREATE TABLE s2.a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY, a int); CREATE SEQUENCE free_seq;', 'app');
+  await dst!.query(`CREATE SCHEMA s2; CREATE SEQUENCE free_seq START 500; CREATE TABLE b (id int PRIMARY KEY, a int); INSERT INTO b VALUES (1, 1);`, 'app');
+  const conf = (c: { port: number }) => ({ id: 'x', host: '127.0.0.1', port: c.port, database: APP.database, user: APP.user, password: APP.password, weight: 1 });
+  const a = await connect(conf(src!));
+  const b = await connect(conf(dst!));
+  t.teardown(async () => {
+    await end(a);
+    await end(b);
+  });
+  const tables = await listTables(a);
+  await t.rejects(copySchema(a, b, tables, () => { throw new Error('the topology store is down'); }), /the topology store is down/);
+  t.same(await rows(b, `SELECT count(*) FROM pg_class WHERE relname = 'a'`), [['0']], 'nothing created when the record could not be written');
+  let created: ObjectsCreated | null = null;
+  t.same(await copySchema(a, b, tables, (c) => void (created = c)), ['s2.a'], 'only the missing table is created');
+  t.match(created, { tables: ['s2.a'], sequences: [], schemas: [] }, 'the schema and the sequence were there before: not created');
+  t.same(await dropCreated(b, created!), ['s2.a']);
+  t.same(await rows(b, `SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 's2'), (SELECT last_value FROM free_seq), (SELECT count(*) FROM b)`), [['1', '500', '1']], 'the schema, the sequence and the table that were there stay as they were');
 });
