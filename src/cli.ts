@@ -7,7 +7,12 @@ import { Command } from 'commander';
 import { PGSHARD_VERSION } from './version.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import { createLogger } from './log.js';
-import { PgShardServer } from './server/server.js';
+import cluster from 'node:cluster';
+import { AggregatorRegistry } from 'prom-client';
+import { instanceId, PgShardServer } from './server/server.js';
+import { Primary } from './cluster/primary.js';
+import { WorkerLink } from './cluster/worker-link.js';
+import { workerInstance } from './cluster/messages.js';
 import { initHash } from './routing/hash.js';
 import { routeKey } from './routing/route-cli.js';
 import { runUntilSignal } from './server/signals.js';
@@ -46,10 +51,30 @@ program
   .option('--grace <ms>', 'how long SIGTERM waits for open transactions', '10000')
   .action(async (opts: { config?: string; grace: string }) => {
     const cfg = load(configPath(opts.config));
-    const log = createLogger(process.env.PGSHARD_LOG_LEVEL ?? cfg.log.level);
-    const server = new PgShardServer(cfg, log);
+    let log = createLogger(process.env.PGSHARD_LOG_LEVEL ?? cfg.log.level);
+    if (cfg.workers > 1 && cluster.isPrimary) {
+      const primary = new Primary(cfg, log, { instance: instanceId(cfg), graceMs: Number(opts.grace) });
+      primary.start();
+      const stop = (sig: NodeJS.Signals) => void primary.stop(sig).then(() => setTimeout(() => process.exit(0), 50));
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+      return;
+    }
+    let link: WorkerLink | null = null;
+    if (cluster.isWorker) {
+      const index = Number(process.env.PGSHARD_WORKER_INDEX);
+      link = new WorkerLink(workerInstance(instanceId(cfg), index), index);
+      log = log.child({ worker: index });
+    }
+    const server = new PgShardServer(cfg, log, link ? { worker: { link } } : {});
     const metrics = cfg.admin ? new Metrics() : null;
     if (metrics) server.observer = metrics;
+    if (metrics && link) {
+      // The primary asks every worker for its registry and answers /metrics with the combination.
+      AggregatorRegistry.setRegistries([metrics.registry]);
+      new AggregatorRegistry();
+      metrics.aggregate = () => link.clusterMetrics();
+    }
     let admin: AdminServer | null = null;
     try {
       await server.start();
@@ -62,6 +87,8 @@ program
       await admin?.close();
       metrics?.close();
     });
+    // A worker whose primary is gone (even SIGKILLed) stops: nobody would keep its topology in step.
+    if (link) process.on('disconnect', () => process.kill(process.pid, 'SIGTERM'));
   });
 
 program

@@ -42,12 +42,15 @@ interface Exported {
   name: string;
   help: string;
   type: 'counter' | 'gauge' | 'histogram';
-  aggregator: 'sum';
+  aggregator: Aggregator;
   values: (MetricValue<string> & { metricName?: string })[];
 }
 
+/** How the primary of several workers (`workers: N`) combines their samples: prom-client's aggregators. */
+export type Aggregator = 'sum' | 'first' | 'min' | 'max';
+
 abstract class ScrapedMetric {
-  readonly aggregator = 'sum' as const;
+  aggregator: Aggregator = 'sum';
   constructor(
     readonly name: string,
     readonly help: string,
@@ -135,8 +138,10 @@ export class ReadMetric extends ScrapedMetric {
     help: string,
     type: 'counter' | 'gauge',
     private readonly read: () => { labels?: Labels; value: number }[],
+    aggregator: Aggregator = 'sum',
   ) {
     super(name, help, type);
+    this.aggregator = aggregator;
   }
   values(): Exported['values'] {
     return this.read().map((s) => ({ labels: s.labels ?? {}, value: s.value }));

@@ -99,7 +99,7 @@ export class Metrics implements ProxyObserver {
       // gauge gives the same number.
       for (const g of ['active_handles', 'active_requests', 'active_resources']) r.removeSingleMetric(`${p}nodejs_${g}_total`);
     }
-    new ReadMetric(`${p}build_info`, 'The running pgshard version; always 1.', 'gauge', () => [{ labels: { version: PGSHARD_VERSION }, value: 1 }]).register(r);
+    new ReadMetric(`${p}build_info`, 'The running pgshard version; always 1.', 'gauge', () => [{ labels: { version: PGSHARD_VERSION }, value: 1 }], 'first').register(r);
 
     this.queries = new CellCounter(
       `${p}queries_total`,
@@ -124,9 +124,10 @@ export class Metrics implements ProxyObserver {
     new ReadMetric(`${p}client_sent_bytes_total`, 'Bytes sent to clients.', 'counter', () => [{ value: this.flushSockets().sent }]).register(r);
 
     this.rebalanceRows = new CellCounter(`${p}rebalance_rows_copied_total`, 'Rows copied to their new shard by rebalancing.', []).register(r).cell();
-    this.rebalanceLag = new Gauge({ name: `${p}rebalance_lag_bytes`, help: 'WAL of a running rebalance not yet applied on the receiving shard (0 when none runs).', registers: [r] });
+    // Only the worker (or instance) running a rebalance sets these; the others report 0.
+    this.rebalanceLag = new Gauge({ name: `${p}rebalance_lag_bytes`, help: 'WAL of a running rebalance not yet applied on the receiving shard (0 when none runs).', registers: [r], aggregator: 'max' });
     this.rebalanceLag.set(0);
-    this.cutoverPause = new Gauge({ name: `${p}rebalance_cutover_pause_seconds`, help: 'How long writes to the moving key range were held at the last cut-over (0: none yet).', registers: [r] });
+    this.cutoverPause = new Gauge({ name: `${p}rebalance_cutover_pause_seconds`, help: 'How long writes to the moving key range were held at the last cut-over (0: none yet).', registers: [r], aggregator: 'max' });
     this.cutoverPause.set(0);
 
     this.registerServerMetrics();
@@ -208,8 +209,11 @@ export class Metrics implements ProxyObserver {
   }
 
   /** The text exposition of every metric. */
+  /** Set in a worker of several (`workers: N`): the text of every worker's metrics, combined by the primary. */
+  aggregate: (() => Promise<string>) | null = null;
+
   text(): Promise<string> {
-    return this.registry.metrics();
+    return this.aggregate ? this.aggregate() : this.registry.metrics();
   }
 
   get contentType(): string {
@@ -246,10 +250,10 @@ export class Metrics implements ProxyObserver {
       return h.get(pool.shard.id);
     };
     new ReadMetric(`${p}shard_up`, '1 when the shard pool handed out a connection at the last health probe (every 5 s), else 0.', 'gauge', () =>
-      perShard((pool) => ((health(pool)?.up ?? true) ? 1 : 0)),
+      perShard((pool) => ((health(pool)?.up ?? true) ? 1 : 0)), 'min',
     ).register(r);
     new ReadMetric(`${p}shard_last_error_timestamp_seconds`, 'Unix time of the last failure to reach the shard (0: none since pgshard started).', 'gauge', () =>
-      perShard((pool) => health(pool)?.lastErrorAt ?? 0),
+      perShard((pool) => health(pool)?.lastErrorAt ?? 0), 'max',
     ).register(r);
 
     const cache = () => this.server?.analyzer?.stats ?? { hits: 0, misses: 0 };
@@ -257,10 +261,10 @@ export class Metrics implements ProxyObserver {
     new ReadMetric(`${p}parse_cache_misses_total`, 'Statement analyses that parsed the statement.', 'counter', () => [{ value: cache().misses }]).register(r);
 
     new ReadMetric(`${p}ring_points`, 'Points each shard owns on the consistent-hash ring.', 'gauge', () =>
-      [...(this.ringView()?.points ?? [])].map(([shard, value]) => ({ labels: { shard }, value })),
+      [...(this.ringView()?.points ?? [])].map(([shard, value]) => ({ labels: { shard }, value })), 'first',
     ).register(r);
     new ReadMetric(`${p}ring_keyspace_ratio`, "Each shard's fraction of the 64-bit hash space (they sum to 1).", 'gauge', () =>
-      [...(this.ringView()?.shares ?? [])].map(([shard, value]) => ({ labels: { shard }, value })),
+      [...(this.ringView()?.shares ?? [])].map(([shard, value]) => ({ labels: { shard }, value })), 'first',
     ).register(r);
   }
 

@@ -170,6 +170,11 @@ export const configSchema = z
     tables: z.record(z.string(), table).default({}),
     /** What a statement on a table not named under `tables` does: treat it as a reference table, or refuse it. */
     unknown_tables: z.enum(['reference', 'refuse']).default('reference'),
+    /**
+     * Processes serving clients (node:cluster, sharing the listening ports); 1: this process alone. Each
+     * worker has its own pools (pool.size each), sessions and limits, and node id ids.node_id + its index.
+     */
+    workers: z.number().int().min(1).max(64).default(1),
     /** Generated keys: this instance's node id (int64 ids: 0–1023, int53 ids: 0–63); instances need different ones. */
     ids: z.object({ node_id: z.number().int().min(0).max(1023).default(0) }).strict().default({ node_id: 0 }),
     /** Log the routing decision of every statement. */
@@ -233,6 +238,10 @@ export const configSchema = z
       if (ids.has(s.id)) ctx.addIssue({ code: 'custom', path: ['shards', i, 'id'], message: `duplicate shard id "${s.id}"` });
       ids.add(s.id);
     });
+    if (c.ids.node_id + c.workers - 1 > 1023)
+      ctx.addIssue({ code: 'custom', path: ['workers'], message: `worker k generates ids as node ids.node_id + k: node id ${c.ids.node_id} with ${c.workers} workers passes 1023` });
+    if (c.workers > 1 && Object.values(c.tables).some((t) => 'generated' in t && t.generated === 'int53') && c.ids.node_id + c.workers - 1 > 63)
+      ctx.addIssue({ code: 'custom', path: ['workers'], message: `int53 ids allow node ids 0–63: node id ${c.ids.node_id} with ${c.workers} workers passes it` });
     if (c.metadata && c.topology?.file)
       ctx.addIssue({ code: 'custom', path: ['topology', 'file'], message: 'the topology is kept in the metadata database when `metadata` is set: remove topology.file' });
     if (c.metadata && onlyOneSecret(c.metadata.password, c.metadata.password_env, c.metadata.password_file) > 1)

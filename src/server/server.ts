@@ -13,6 +13,8 @@ import { PgTopologyStore } from '../topology/pg-store.js';
 import { LocalPeers, type Peers } from '../topology/peers.js';
 import { CutoverFollower } from '../rebalance/cutover-follower.js';
 import { PgDecisionLog } from '../topology/decision-log.js';
+import type { TopologyStore } from '../topology/store.js';
+import type { WorkerLink } from '../cluster/worker-link.js';
 import { CutoverGate } from '../rebalance/gate.js';
 import { Rebalancer, type RebalanceMetrics } from '../rebalance/engine.js';
 import { clientDatabase } from '../config/load.js';
@@ -41,6 +43,16 @@ import { TransactionCoordinator } from '../execute/two-phase.js';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { NotificationHub } from './notifications.js';
+
+export interface ServerOptions {
+  /** This server is worker `link.index` of a pgshard started with `workers: N` (src/cluster). */
+  worker?: { link: WorkerLink };
+}
+
+/** This instance's id: `transactions.instance_id`, or the host name and port. */
+export function instanceId(cfg: Config): string {
+  return cfg.transactions.instance_id ?? `${hostname().replace(/[^A-Za-z0-9]/g, '')}${cfg.listen.port}`;
+}
 
 export class PgShardServer {
   private server: net.Server | null = null;
@@ -73,7 +85,11 @@ export class PgShardServer {
   rebalance: RebalanceStatusProvider = idleRebalance;
   private readonly console: AdminConsole;
 
-  constructor(readonly config: Config, readonly log: Logger) {
+  constructor(
+    readonly config: Config,
+    readonly log: Logger,
+    private readonly opts: ServerOptions = {},
+  ) {
     this.console = new AdminConsole(this, () => this.nextClientId++, log.child({ component: 'console' }));
   }
 
@@ -82,14 +98,22 @@ export class PgShardServer {
     await Promise.all([initParser(), initHash()]);
     const cfg = this.config;
     this.gate = new CutoverGate(cfg.tables);
-    const instance = cfg.transactions.instance_id ?? `${hostname().replace(/[^A-Za-z0-9]/g, '')}${cfg.listen.port}`;
-    const address = `${hostname()}:${cfg.listen.port}`;
-    // Several instances share a Postgres metadata store; one keeps its topology in a file.
+    const worker = this.opts.worker;
+    const instance = worker ? worker.link.instance : instanceId(cfg);
+    const address = `${hostname()}:${cfg.listen.port}${worker ? ` pid ${process.pid}` : ''}`;
+    // Several instances share a Postgres metadata store; the workers of one instance, their primary
+    // process; a lone instance keeps its topology in a file.
+    let store: TopologyStore;
     if (cfg.metadata) {
       this.metadata = await PgTopologyStore.open(cfg.metadata, instance, address, this.log.child({ component: 'metadata' }));
-      this.peers = this.metadata;
-    } else this.peers = new LocalPeers(instance, address);
-    this.topology = await Topology.open(cfg, this.metadata ?? fileStore(cfg, instance));
+      this.peers = store = this.metadata;
+    } else if (worker) this.peers = store = worker.link;
+    else {
+      this.peers = new LocalPeers(instance, address);
+      store = fileStore(cfg, instance);
+    }
+    if (worker) worker.link.onCancel = (pid, secret) => void this.cancelLocal(pid, secret);
+    this.topology = await Topology.open(cfg, store);
     for (const s of this.topology.shards) this.pools.set(s.id, new ShardPool(s, cfg.pool, this.log));
     this.router = new Router(this.topology.ring, cfg.tables);
     this.topology.onChange((next, ring) => this.applyTopology(next.shards, ring));
@@ -107,8 +131,10 @@ export class PgShardServer {
     });
     this.analyzer = new StatementAnalyzer(cfg.tables, cfg.unknown_tables, cfg.limits.statement_cache_size);
     const analyzer = this.analyzer;
-    this.ids64 = new IdGenerator(cfg.ids.node_id, 'int64');
-    this.ids53 = new IdGenerator(cfg.ids.node_id % 64, 'int53');
+    // Each worker generates keys under a node id of its own.
+    const nodeId = cfg.ids.node_id + (worker?.link.index ?? 0);
+    this.ids64 = new IdGenerator(nodeId, 'int64');
+    this.ids53 = new IdGenerator(nodeId % 64, 'int53');
     this.txlog = this.metadata ? await PgDecisionLog.open(this.metadata, instance) : TxLog.open(cfg.transactions.log_file ?? path.resolve('.pgshard', `txlog-${instance}.jsonl`));
     this.coordinator = new TransactionCoordinator(instance, this.txlog, this.pools, this.log);
     if (cfg.limits.statement_timeout_ms > 0) this.coordinator.stepTimeoutMs = backstopDelays(cfg.limits.statement_timeout_ms).abandonMs;
@@ -321,9 +347,17 @@ export class PgShardServer {
     }
   }
 
+  /** A CancelRequest: the session may be in another worker (each has its own sessions), which is then told. */
   private cancel(pid: number, secret: number): void {
+    if (!this.cancelLocal(pid, secret)) this.opts.worker?.link.forwardCancel(pid, secret);
+  }
+
+  /** Cancels what session `pid` runs when it is one of this process's; false when there is no such session. */
+  cancelLocal(pid: number, secret: number): boolean {
     const s = this.sessions.get(pid);
-    if (s && s.key.secret === secret) s.cancel();
+    if (!s) return false;
+    if (s.key.secret === secret) s.cancel();
+    return true;
   }
 
   /** Stops accepting, lets sessions finish their transactions for up to graceMs, then closes everything. */

@@ -17,7 +17,7 @@ export interface Peers {
    * reached the store within the lease, so a cut-over may go on without it.
    */
   fenced(): boolean;
-  /** Every instance the store knows, with the age of its last heartbeat (for the admin API). */
+  /** Every instance the store knows (the workers serving clients), with the age of its last heartbeat (for the admin API). */
   list(): Promise<{ id: string; address: string; heartbeatAgeMs: number; alive: boolean }[]>;
 }
 
