@@ -1,6 +1,7 @@
 /**
  * COPY FROM STDIN into a sharded table, once every shard is a participant of the transaction: the same
- * COPY statement runs on every shard, each row goes to the shard owning its key (rows are split with
+ * COPY statement runs on every shard, each row goes to the shard owning its key (into a reference table:
+ * every shard gets all the data, forwarded unparsed) (rows are split with
  * CopyRowSplitter, or BinaryCopySplitter for FORMAT binary, and forwarded as the bytes they arrived in),
  * and the client sees one COPY with the summed row count. In binary format every shard gets the client's
  * header before its first tuple and a trailer at the end, and the key column's type is first looked up on
@@ -43,7 +44,8 @@ export class ShardedCopy {
   private resolve!: (o: CopyOutcome) => void;
   private readonly legs: Leg[];
   private readonly byShard = new Map<string, Leg>();
-  private readonly splitter: CopyRowSplitter | BinaryCopySplitter;
+  /** Splits rows by key (a sharded table); null: every shard gets the client's data as it came (a reference table). */
+  private readonly splitter: CopyRowSplitter | BinaryCopySplitter | null;
   /** Binary format: the key field's bytes → canonical key (set once the column type is known). */
   private binaryKey: BinaryKeyReader | null = null;
   private error: Buffer | null = null;
@@ -59,15 +61,15 @@ export class ShardedCopy {
     private readonly client: Socket,
     parts: Participant[],
     statement: string,
-    private readonly opts: CopyOptions,
+    private readonly opts: CopyOptions | null,
     private readonly table: string,
     private readonly router: Router,
   ) {
     this.done = new Promise((r) => (this.resolve = r));
-    this.splitter = opts.format === 'binary' ? new BinaryCopySplitter(opts) : new CopyRowSplitter(opts);
+    this.splitter = opts === null ? null : opts.format === 'binary' ? new BinaryCopySplitter(opts) : new CopyRowSplitter(opts);
     this.legs = parts.map((p) => ({ p, ready: false, finished: false, rows: 0n, out: [], outBytes: 0 }));
     for (const leg of this.legs) this.byShard.set(leg.p.pool.shard.id, leg);
-    if (opts.format === 'binary') {
+    if (opts?.format === 'binary') {
       this.early = [];
       void this.lookUpKeyType(opts).then(() => this.start(statement));
     } else this.start(statement);
@@ -188,6 +190,13 @@ export class ShardedCopy {
     if (this.clientDone) return true;
     if (m.type === Frontend.CopyData) {
       if (this.error) return true; // Postgres also reads and drops the rest of the data after an error
+      if (!this.splitter) {
+        // A reference table: every shard parses the same bytes (copied: the client's read buffer is reused).
+        const data = Buffer.from(m.buf.subarray(m.start + 5, m.end));
+        for (const l of this.legs) this.queue(l, data);
+        this.throttle();
+        return true;
+      }
       try {
         const rows = this.splitter.push(m.buf.subarray(m.start + 5, m.end));
         this.sendHeader();
@@ -198,7 +207,7 @@ export class ShardedCopy {
       this.throttle();
       return true;
     }
-    if (m.type === Frontend.CopyDone && !this.error) {
+    if (m.type === Frontend.CopyDone && !this.error && this.splitter) {
       try {
         const rows = this.splitter.end();
         this.sendHeader();
@@ -227,7 +236,7 @@ export class ShardedCopy {
   }
 
   private sendHeader(): void {
-    if (this.headerSent) return;
+    if (this.headerSent || !this.splitter) return;
     const h = this.splitter.takeHeader();
     if (!h) return;
     this.headerSent = true;
@@ -237,7 +246,7 @@ export class ShardedCopy {
   private route(rows: { bytes: Buffer; key: string | Buffer | null }[]): void {
     for (const r of rows) {
       if (r.key === null)
-        throw new PgError(SqlState.FeatureNotSupported, `a COPY row has NULL in the shard key column "${this.opts.keyName}" of "${this.table}"`, {
+        throw new PgError(SqlState.FeatureNotSupported, `a COPY row has NULL in the shard key column "${this.opts?.keyName}" of "${this.table}"`, {
           hint: 'Every row of a sharded table needs its shard key.',
         });
       const shard = typeof r.key === 'string' ? this.router.shardForKey(this.table, r.key) : this.router.shardForCanonical(this.binaryKey!(r.key));
@@ -288,7 +297,9 @@ export class ShardedCopy {
       this.client.resume();
     }
     for (const l of this.legs) l.p.be.listener = null;
-    this.resolve({ rows: this.legs.reduce((a, l) => a + l.rows, 0n), error: this.error });
+    // Split rows: each shard counted its own. Every row to every shard: each counted them all.
+    const rows = this.splitter ? this.legs.reduce((a, l) => a + l.rows, 0n) : (this.legs[0]?.rows ?? 0n);
+    this.resolve({ rows, error: this.error });
   }
 }
 

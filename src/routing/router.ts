@@ -20,7 +20,8 @@ export type Target =
    *  at a time, for statements Postgres refuses in a transaction block). */
   | { kind: 'broadcast'; shards: string[]; transactional: boolean; /** every shard holds the same rows: report one shard's count */ reference?: boolean }
   /** COPY FROM STDIN into a sharded table: rows are routed one by one by their key. */
-  | { kind: 'copy-in'; table: string; keyColumn: string }
+  /** COPY FROM STDIN on every shard: rows split by `keyColumn`, or (null: a reference table) every row to every shard. */
+  | { kind: 'copy-in'; table: string; keyColumn: string | null }
   /** A multi-row INSERT whose rows belong to several shards: each row's shard, in order. */
   | { kind: 'split-insert'; rowShards: string[] }
   | { kind: 'error'; error: PgError };
@@ -110,6 +111,8 @@ export class Router {
         return { kind: 'error', error: new PgError(r.sqlstate, r.message, r.hint ? { hint: r.hint } : {}) };
       case 'reference':
         if (!r.write || this.ring.shardIds.length === 1) return { kind: 'home' };
+        // The data follows the statement: every shard runs the COPY and gets every row.
+        if (stmt.copy?.direction === 'from') return { kind: 'copy-in', table: r.tables[0]!, keyColumn: null };
         return { kind: 'broadcast', shards: [...this.ring.shardIds], transactional: !stmt.nonTransactional, reference: true };
       case 'all':
         return this.spread(stmt, r.table, this.ring.shardIds);
@@ -157,8 +160,7 @@ export class Router {
         };
       if (stmt.copy.direction === 'to') return { kind: 'scatter', shards: [...shards] };
       const t = this.tables[table];
-      if (t && isShardedTable(t)) return { kind: 'copy-in', table, keyColumn: t.shard_key };
-      return refuseMultiShardWrite('COPY FROM into a table that is not sharded');
+      return { kind: 'copy-in', table, keyColumn: t && isShardedTable(t) ? t.shard_key : null };
     }
     if (stmt.explain)
       return { kind: 'error', error: new PgError(SqlState.FeatureNotSupported, 'EXPLAIN of a statement that reaches several shards is not supported yet', { hint: 'EXPLAIN it with a shard key condition, or with /* pgshard: shard=ID */.' }) };

@@ -1880,18 +1880,21 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
    * client's, or an implicit one committed with two-phase commit), runs the same COPY, and receives the
    * rows whose keys it owns; the client sees one COPY.
    */
-  private async startCopyIn(text: string, table: string, keyColumn: string): Promise<void> {
-    if (!this.svc.columnsOf(table)) await this.svc.schemaChanged();
-    let opts: CopyOptions;
-    try {
-      const parsed = parseSync(text) as { stmts?: { stmt?: { CopyStmt?: CopyStmt } }[] };
-      const cs = parsed.stmts?.[0]?.stmt?.CopyStmt;
-      const o = cs ? copyOptionsFromAst(cs, this.svc.columnsOf(table), keyColumn) : { error: 'not a COPY statement' };
-      if ('error' in o) throw new PgError(SqlState.FeatureNotSupported, o.error);
-      opts = o;
-    } catch (e) {
-      this.replyError(toPgError(e), false);
-      return;
+  private async startCopyIn(text: string, table: string, keyColumn: string | null): Promise<void> {
+    if (keyColumn !== null && !this.svc.columnsOf(table)) await this.svc.schemaChanged();
+    let opts: CopyOptions | null = null;
+    // A reference table's data goes to every shard as it comes: nothing of it needs reading here.
+    if (keyColumn !== null) {
+      try {
+        const parsed = parseSync(text) as { stmts?: { stmt?: { CopyStmt?: CopyStmt } }[] };
+        const cs = parsed.stmts?.[0]?.stmt?.CopyStmt;
+        const o = cs ? copyOptionsFromAst(cs, this.svc.columnsOf(table), keyColumn) : { error: 'not a COPY statement' };
+        if ('error' in o) throw new PgError(SqlState.FeatureNotSupported, o.error);
+        opts = o;
+      } catch (e) {
+        this.replyError(toPgError(e), false);
+        return;
+      }
     }
     if (this.backend) await this.waitIdle();
     const implicit = !(this.txShard !== null || this.parked.size > 0 || this.localTx !== 'none');
@@ -2565,7 +2568,7 @@ function describeTarget(t: Target): string {
     case 'broadcast':
       return `broadcast ${t.shards.join(',')}`;
     case 'copy-in':
-      return `copy into ${t.table} by ${t.keyColumn}`;
+      return t.keyColumn === null ? `copy into ${t.table} on every shard` : `copy into ${t.table} by ${t.keyColumn}`;
     case 'split-insert':
       return `split insert over ${[...new Set(t.rowShards)].join(',')}`;
     case 'error':

@@ -262,3 +262,62 @@ t.test('a shard that does not keep up holds the client back: pgshard stops readi
   t.same(done.filter((m) => m.type === 'C').map((m) => m.tag), [`COPY ${ROWS}`], 'then every row arrives');
   t.equal(await rowsWhereTheyBelong(t, 'copy_sink'), ROWS);
 });
+
+/** The rows of the reference table `countries` on each shard (code|name, sorted). */
+async function countriesEverywhere(): Promise<string[][]> {
+  return Promise.all(SHARD_IDS.map(async (id) => (await s.direct<{ r: string }>(id, "select code || '|' || name as r from countries order by code")).map((x) => x.r)));
+}
+
+t.test('COPY FROM into a reference table: every shard gets every row, the tag counts them once', async (t) => {
+  const before = await countriesEverywhere();
+  const lines = Array.from({ length: 50 }, (_, i) => `t${i}\tText land ${i}`);
+  const r = await psql(s.proxy.port, `\\copy countries (code, name) from stdin\n${lines.join('\n')}\n\\.\n`, QUIET_OFF);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /COPY 50\b/, 'the tag counts the rows once, not once per shard');
+  const after = await countriesEverywhere();
+  t.equal(after[0]!.length, before[0]!.length + 50);
+  t.same(after[1], after[0], 'shard s1 holds the same rows as s0');
+  t.same(after[2], after[0], 'shard s2 too');
+
+  // Binary format: the client's stream (header, tuples, trailer) reaches every shard unchanged.
+  const file = await binaryFile('ref.bin', "select 'b' || g, 'Binary land ' || g from generate_series(1, 20) g");
+  const b = await psql(s.proxy.port, `\\copy countries (code, name) from '${file}' with (format binary)`, QUIET_OFF);
+  t.equal(b.code, 0, b.stderr);
+  t.match(b.stdout, /COPY 20\b/);
+  const bin = await countriesEverywhere();
+  t.equal(bin[0]!.length, before[0]!.length + 70);
+  t.same(bin[1], bin[0]);
+  t.same(bin[2], bin[0]);
+  t.equal(await preparedLeft(), 0);
+});
+
+t.test('COPY FROM into a reference table that fails (a duplicate key) writes nothing anywhere; in a transaction, ROLLBACK undoes it', async (t) => {
+  const before = await countriesEverywhere();
+  const dup = await psql(s.proxy.port, `\\copy countries (code, name) from stdin\nzz\tNew\nde\tAgain\n\\.\n`);
+  t.not(dup.code, 0);
+  t.match(dup.stderr, /duplicate key value violates unique constraint "countries_pkey"/);
+  t.same(await countriesEverywhere(), before, 'no shard kept a row');
+  const tx = await psql(s.proxy.port, `BEGIN;\n\\copy countries (code, name) from stdin\nq1\tOne\nq2\tTwo\n\\.\nSELECT count(*) FROM countries WHERE code LIKE 'q%';\nROLLBACK;\n`, { tuplesOnly: true });
+  t.equal(tx.code, 0, tx.stderr);
+  t.match(tx.stdout, /^\s*2\s*$/m, 'the transaction sees its rows');
+  t.same(await countriesEverywhere(), before, 'rolled back on every shard');
+  t.equal(await preparedLeft(), 0);
+});
+
+t.test('COPY FROM into a reference table from node-postgres with pg-copy-streams', async (t) => {
+  const { default: pg } = await import('pg');
+  const { from: copyFrom } = await import('pg-copy-streams');
+  const { pipeline } = await import('node:stream/promises');
+  const { Readable } = await import('node:stream');
+  const before = await countriesEverywhere();
+  const c = new pg.Client({ connectionString: s.proxy.url });
+  await c.connect();
+  t.teardown(() => c.end());
+  const chunks = Array.from({ length: 10 }, (_, k) => Array.from({ length: 100 }, (_, i) => `n${k * 100 + i}\tNode land ${k * 100 + i}\n`).join(''));
+  await pipeline(Readable.from(chunks), c.query(copyFrom('COPY countries (code, name) FROM STDIN')));
+  const after = await countriesEverywhere();
+  t.equal(after[0]!.length, before[0]!.length + 1000);
+  t.same(after[1], after[0]);
+  t.same(after[2], after[0]);
+  t.equal((await c.query("select count(*)::int as n from countries where code like 'n%'")).rows[0].n, 1000, 'and the session goes on');
+});
