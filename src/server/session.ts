@@ -35,6 +35,7 @@ import type { Participant, TransactionCoordinator } from '../execute/two-phase.j
 import { buildParse, replaceName, statementKey, type ClientStatement } from './statements.js';
 import { finishRequest, NO_SHARD, routeKindOf, routeKindOfStatement, startRequest, statementTypeOf, transactionKind, type ProxyObserver, type RequestTiming, type StatementType } from '../admin/observer.js';
 import type { NotificationHub, NotificationSubscriber } from './notifications.js';
+import { queryFacts } from './query-facts.js';
 
 export interface SessionServices {
   pools: Map<string, ShardPool>;
@@ -88,7 +89,7 @@ interface Expectation {
   /** The backend's ErrorResponse is replaced by this one (a refusal delivered through the backend). */
   replaceError?: Buffer;
   /** Session effects to apply as statements complete (simple Query: one per statement; Execute: one). */
-  effects?: (SessionEffect | undefined)[];
+  effects?: readonly (SessionEffect | undefined)[];
   effectIndex?: number;
   /** One statement run on several shards: answers are combined into one (see runBroadcast). */
   gather?: Gather;
@@ -505,29 +506,39 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
     const shard = target.kind === 'shard' ? target.shard : this.defaultShard();
     const ready = this.useShard(shard);
     if (ready === false) return false;
-    const send = () => {
-      this.sendPreamble();
-      const effects = stmts.map((s) => s.session);
-      const e: Expectation = { kind: 'query', swallow: false, effects, effectIndex: 0 };
-      e.request = startRequest(this.backendPool!.shard.id, routeKindOf(target, one, this.svc.router.shardIds.length), statementTypeOf(one?.tag));
-      if (this.svc.slowStatementMs > 0) e.sql = text;
-      if (stmts.length === 1 && stmts[0]!.explainText) {
-        const sh = this.backendPool!.shard;
-        e.prependRow = M.dataRow([`pgshard: runs on shard ${sh.id} (${sh.host}:${sh.port})`]);
-      }
-      this.push(e);
-      this.syncPoints++;
-      this.backend!.write(m.buf.subarray(m.start, m.end));
-      if (stmts.some((s) => s.copy?.direction === 'from')) this.copyIn = true;
-      if (stmts.some((s) => !s.readOnly)) this.curWrote = true;
-      if (stmts.length === 1) this.noteSavepoint(stmts[0]!);
-      if (stmts.some((s) => /^(CREATE|ALTER|DROP) TABLE/.test(s.tag))) this.ddlSent = true;
-    };
     if (ready === true) {
-      send();
+      this.sendQuery(m, analysis, target, text);
       return true;
     }
-    return ready.then(send);
+    return ready.then(() => this.sendQuery(m, analysis, target, text));
+  }
+
+  /** Sends a routed simple Query to the leased backend, leaving its expectation in the FIFO. */
+  private sendQuery(m: FrontendMessage, analysis: Analysis, target: Target, text: string): void {
+    const stmts = analysis.statements;
+    const one = stmts.length === 1 ? stmts[0] : undefined;
+    const facts = queryFacts(analysis);
+    this.sendPreamble();
+    const pool = this.backendPool!;
+    const e: Expectation = {
+      kind: 'query',
+      swallow: false,
+      effects: facts.effects,
+      effectIndex: 0,
+      request: startRequest(pool.shard.id, routeKindOf(target, one, this.svc.router.shardIds.length), statementTypeOf(one?.tag)),
+    };
+    if (this.svc.slowStatementMs > 0) e.sql = text;
+    if (one?.explainText) {
+      const sh = pool.shard;
+      e.prependRow = M.dataRow([`pgshard: runs on shard ${sh.id} (${sh.host}:${sh.port})`]);
+    }
+    this.push(e);
+    this.syncPoints++;
+    this.backend!.write(m.buf.subarray(m.start, m.end));
+    if (facts.copyFrom) this.copyIn = true;
+    if (facts.writes) this.curWrote = true;
+    if (one) this.noteSavepoint(one);
+    if (facts.tableDdl) this.ddlSent = true;
   }
 
   /** A statement answered by pgshard alone (a thunk that writes the answer), or null. */
@@ -1472,7 +1483,9 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
   }
 
   private resetExpectations(): void {
-    this.expect = [];
+    // Every expectation is answered when a backend goes back idle: reuse the array (one per transaction otherwise).
+    if (this.expectHead === this.expect.length) this.expect.length = 0;
+    else this.expect = [];
     this.expectHead = 0;
     this.syncPoints = 0;
     this.extendedOpen = false;
@@ -1718,10 +1731,9 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
     if (this.syncPoints === 0 && !this.extendedOpen && !this.copyIn) {
       if (status === 'I') {
         this.txShard = null;
-        this.portals.clear();
+        if (this.portals.size) this.portals.clear();
       }
-      const w = this.idleWaiters.splice(0);
-      for (const f of w) f();
+      if (this.idleWaiters.length) for (const f of this.idleWaiters.splice(0)) f();
       this.maybeRelease();
     }
   }
