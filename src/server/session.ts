@@ -153,6 +153,8 @@ const SYNC = Buffer.from([Frontend.Sync, 0, 0, 0, 4]);
 const FLUSH = Buffer.from([Frontend.Flush, 0, 0, 0, 4]);
 
 export class ClientSession implements BackendListener, NotificationSubscriber, TimedSession {
+  /** Backend bytes are only forwarded (flushRun), which holds the chunk when the client's socket keeps it. */
+  readonly takesReusedChunks = true;
   readonly framer: Framer;
   // Counted, not timed: the timeout sweep (timeouts.ts) compares them between its passes.
   clientReads = 0;
@@ -202,6 +204,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
 
   // Output coalescing: contiguous forwarded backend bytes are written with one call.
   private runBuf: Buffer | null = null;
+  private runFrom: BackendConnection | null = null;
   private runStart = 0;
   private runEnd = 0;
   private scatter: ScatterQuery | null = null;
@@ -1791,6 +1794,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
     }
     this.flushRun();
     this.runBuf = buf;
+    this.runFrom = this.backend;
     this.runStart = start;
     this.runEnd = end;
   }
@@ -1846,9 +1850,18 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
   // ---------------------------------------------------------------- writing to the client
 
   private flushRun(): void {
-    if (this.runBuf) {
-      this.socket.write(this.runBuf.subarray(this.runStart, this.runEnd));
-      this.runBuf = null;
+    const b = this.runBuf;
+    if (b === null) return;
+    this.runBuf = null;
+    const bytes = b.subarray(this.runStart, this.runEnd);
+    const from = this.runFrom;
+    const s = this.socket;
+    // Bytes in the backend's reused read buffer must not stay referenced by our socket past this read.
+    if (from === null || !from.readsInto(b)) s.write(bytes);
+    else if (s.writableLength > 0) s.write(Buffer.from(bytes)); // queued behind earlier output: a copy
+    else {
+      s.write(bytes);
+      if (s.writableLength > 0) from.holdChunk(); // the kernel did not take it all: the socket keeps the buffer
     }
   }
 
