@@ -36,6 +36,8 @@ import { buildParse, replaceName, statementKey, type ClientStatement } from './s
 import { finishRequest, NO_SHARD, routeKindOf, routeKindOfStatement, startRequest, statementTypeOf, transactionKind, type ProxyObserver, type RequestTiming, type StatementType } from '../admin/observer.js';
 import type { NotificationHub, NotificationSubscriber } from './notifications.js';
 import { queryFacts } from './query-facts.js';
+import { readClientDirectly } from './client-reader.js';
+import type { ChunkReader } from '../pool/chunk-reader.js';
 
 export interface SessionServices {
   pools: Map<string, ShardPool>;
@@ -155,7 +157,11 @@ const FLUSH = Buffer.from([Frontend.Flush, 0, 0, 0, 4]);
 export class ClientSession implements BackendListener, NotificationSubscriber, TimedSession {
   /** Backend bytes are only forwarded (flushRun), which holds the chunk when the client's socket keeps it. */
   readonly takesReusedChunks = true;
-  readonly framer: Framer;
+  framer: Framer;
+  /** Set when the client socket reads into a reused buffer (client-reader.ts). */
+  private clientReader: ChunkReader | null = null;
+  /** The chunk being read held only simple Queries (the one kind of message known to keep no reference to it). */
+  private chunkOnlyQueries = true;
   // Counted, not timed: the timeout sweep (timeouts.ts) compares them between its passes.
   clientReads = 0;
   backendReads = 0;
@@ -263,7 +269,22 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
     this.socket.on('close', () => this.onClientClose());
     this.socket.on('error', () => this.onClientClose());
     this.socket.on('drain', () => this.resumeBackend());
+    this.clientReader = readClientDirectly(this.socket, (chunk) => this.onReusedChunk(chunk));
+    if (this.clientReader) this.framer = new Framer(this.svc.maxMessageBytes, true);
     if (leftover && leftover.length) this.onData(leftover);
+  }
+
+  /**
+   * A chunk in the client reader's buffer. Its memory is read into again unless something may still
+   * reference it: messages waiting in the queue or batch, a write to the backend the kernel did not take
+   * at once, or any message other than a simple Query (statements, portals and COPY keep their bytes).
+   */
+  private onReusedChunk(chunk: Buffer): void {
+    this.chunkOnlyQueries = true;
+    this.onData(chunk);
+    const be = this.backend;
+    if (!this.chunkOnlyQueries || this.busy || this.queue.length > 0 || this.batch.length > 0 || this.copy !== null || (be !== null && be.writableLength > 0))
+      this.clientReader!.hold();
   }
 
   private onData(chunk: Buffer): void {
@@ -287,6 +308,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
   };
 
   private onClientMessage(type: number, buf: Buffer, start: number, end: number): void {
+    if (type !== Frontend.Query) this.chunkOnlyQueries = false;
     if (this.skipUntilSync) {
       // After an error pgshard raised without a Sync, Postgres discards messages up to the Sync.
       if (type !== Frontend.Sync) return;

@@ -8,7 +8,7 @@ import t from 'tap';
 import { createHash } from 'node:crypto';
 import { withShards } from '../helpers/shards.js';
 import { pgClient, sleep, startProxy } from '../helpers/proxy.js';
-import { RawClient, serialize } from '../helpers/raw-client.js';
+import { RawClient, fe, rows, serialize } from '../helpers/raw-client.js';
 
 const shards = await withShards(t, 2);
 const md5 = (s: string) => createHash('md5').update(s).digest('hex');
@@ -98,4 +98,36 @@ t.test('sessions sharing pooled connections under load get their own rows', asyn
   );
   t.equal(done, 360);
   t.equal(wrong, 0, 'no answer had a row of another or a row overwritten');
+});
+
+// Client connections read into a reused buffer too (src/server/client-reader.ts): messages that wait
+// (queued behind a busy backend, an extended batch before its Sync) must not be overwritten by later reads.
+t.test('client messages waiting across reads keep their bytes', async (t) => {
+  const proxy = await startProxy(t, shards.clusters);
+  const c = await RawClient.connect(proxy.port);
+  t.teardown(() => c.close());
+
+  // Simple Queries pipelined in separate writes: all but the first wait in the session's queue.
+  const n = 300;
+  const slow = "select pg_sleep(0.05), 'slow'";
+  c.send(fe.query(slow));
+  for (let i = 1; i <= n; i++) {
+    c.send(fe.query(`select ${i} as i, md5('${i}') as h`));
+    if (i % 50 === 0) await sleep(2);
+  }
+  const answers = rows(await c.readReady(n + 1, 30_000));
+  t.same(answers[0], ['', 'slow'], 'the slow one first');
+  const bad = answers.slice(1).filter(([i, h], k) => i !== String(k + 1) || h !== md5(String(k + 1)));
+  t.equal(answers.length, n + 1);
+  t.same(bad, [], 'every pipelined Query ran as sent');
+
+  // Extended batches whose Sync comes in a later write: Parse/Bind/Execute wait for it.
+  for (let k = 0; k < 40; k++) {
+    const text = `select $1::int + ${k} as v, md5($2::text) as h`;
+    c.send(Buffer.concat([fe.parse('', text), fe.bind('', '', [String(k * 3), `x${k}`]), fe.execute()]));
+    await sleep(k % 5 === 0 ? 10 : 0);
+    c.send(fe.sync());
+    const got = rows(await c.readUntilReady(10_000));
+    t.same(got, [[String(k * 3 + k), md5(`x${k}`)]], `batch ${k}`);
+  }
 });
