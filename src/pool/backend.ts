@@ -14,10 +14,16 @@ import { decodeErrorFields, readCString } from '../protocol/messages.js';
 import { PgError, SqlState } from '../protocol/errors.js';
 import { ScramClientSession } from '../auth/scram.js';
 import { md5Response } from '../auth/md5.js';
-import { openShardSocket } from './shard-socket.js';
+import { openShardTransport } from './shard-socket.js';
+import type { ChunkReader } from './chunk-reader.js';
 import type { ShardConfig } from '../config/schema.js';
 
 export interface BackendListener {
+  /**
+   * Set by a listener that may get messages in memory the next read overwrites: it calls
+   * BackendConnection.holdChunk() when it keeps a reference beyond the chunk. Others get memory of their own.
+   */
+  readonly takesReusedChunks?: boolean;
   message(type: number, buf: Buffer, start: number, end: number): void;
   chunkDone(buf: Buffer): void;
   /** The connection ended while leased. */
@@ -45,6 +51,7 @@ export class BackendConnection implements FrameSink {
   listener: BackendListener | null = null;
   private framer = new Framer(1 << 30);
   private socket: net.Socket | null = null;
+  private reader: ChunkReader | null = null;
   private closeHandlers: ((c: BackendConnection) => void)[] = [];
 
   constructor(readonly shard: ShardConfig, private readonly keepAliveMs = 30_000) {}
@@ -61,7 +68,11 @@ export class BackendConnection implements FrameSink {
   async connect(timeoutMs: number, applicationName = 'pgshard'): Promise<void> {
     const s = this.shard;
     const t0 = Date.now();
-    const socket = await openShardSocket(s, timeoutMs); // TCP, and TLS as the shard's sslmode says
+    const { socket, reader } = await openShardTransport(s, timeoutMs); // TCP, and TLS as the shard's sslmode says
+    if (reader) {
+      this.reader = reader;
+      this.framer = new Framer(1 << 30, true);
+    }
     const left = Math.max(1, timeoutMs - (Date.now() - t0));
     return new Promise<void>((resolve, reject) => {
       let settled = false;
@@ -131,8 +142,11 @@ export class BackendConnection implements FrameSink {
                 settled = true;
                 clearTimeout(timer);
                 this.txStatus = String.fromCharCode(buf[start + 5]!) as TxStatus;
-                socket.removeAllListeners('data');
-                socket.on('data', (chunk: Buffer) => this.onData(chunk));
+                if (reader) reader.sink = (chunk) => this.onReusedChunk(chunk);
+                else {
+                  socket.removeAllListeners('data');
+                  socket.on('data', (chunk: Buffer) => this.onData(chunk));
+                }
                 resolve();
                 return;
               default:
@@ -143,13 +157,15 @@ export class BackendConnection implements FrameSink {
           }
         },
       };
-      socket.on('data', (chunk: Buffer) => {
+      const startupChunk = (chunk: Buffer) => {
         try {
           this.framer.feed(chunk, startup);
         } catch (e) {
           fail(new PgError(SqlState.ProtocolViolation, `shard "${s.id}" sent a malformed message: ${(e as Error).message}`));
         }
-      });
+      };
+      if (reader) reader.sink = startupChunk;
+      else socket.on('data', startupChunk);
       socket.on('error', (e) => {
         if (!settled) fail(new PgError(SqlState.ConnectionFailure, `could not connect to shard "${s.id}" at ${s.host}:${s.port}: ${e.message}`));
         else this.handleClose(e);
@@ -161,6 +177,22 @@ export class BackendConnection implements FrameSink {
       socket.write(serialize.startup({ user: s.user, database: s.database, application_name: applicationName }));
       socket.resume();
     });
+  }
+
+  /** A chunk in the reader's buffer: a listener that cannot take such memory gets a copy of it. */
+  private onReusedChunk(chunk: Buffer): void {
+    const l = this.listener;
+    this.onData(l !== null && l.takesReusedChunks === true ? chunk : Buffer.from(chunk));
+  }
+
+  /** The listener keeps a reference to the current chunk's bytes: the next read goes to new memory. */
+  holdChunk(): void {
+    this.reader?.hold();
+  }
+
+  /** Whether `buf` is memory the next read from this connection overwrites (unless holdChunk() is called). */
+  readsInto(buf: Uint8Array): boolean {
+    return this.reader !== null && this.reader.isCurrent(buf);
   }
 
   private onData(chunk: Buffer): void {
@@ -180,8 +212,14 @@ export class BackendConnection implements FrameSink {
       this.params.set(k, readCString(buf, p, end)[0]);
     }
     const l = this.listener;
-    if (l) l.message(type, buf, start, end);
-    else if (type === Backend.ErrorResponse) {
+    if (l) {
+      // The listener changed within a chunk handed over without copying (a session gave the connection
+      // back, and another owner took it at once): this one gets memory of its own.
+      if (l.takesReusedChunks !== true && this.reader !== null && this.reader.isCurrent(buf)) {
+        const own = Buffer.from(buf.subarray(start, end));
+        l.message(type, own, 0, own.length);
+      } else l.message(type, buf, start, end);
+    } else if (type === Backend.ErrorResponse) {
       // An error nobody is waiting for (e.g. the server shutting down an idle connection): not reusable.
       this.broken = true;
     }

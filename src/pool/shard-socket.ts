@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { SSL_REQUEST } from '../protocol/codes.js';
 import { PgError, SqlState } from '../protocol/errors.js';
 import type { ShardConfig } from '../config/schema.js';
+import { ChunkReader } from './chunk-reader.js';
 
 export type SslMode = 'disable' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
 
@@ -46,14 +47,41 @@ function tlsOptions(shard: ShardConfig, socket: net.Socket): tls.ConnectionOptio
   return opts;
 }
 
+/** A connection to a shard, and the reader its bytes come through when it is plain TCP. */
+export interface ShardTransport {
+  socket: net.Socket;
+  /** Plain TCP read through a reused buffer: bytes arrive at reader.sink, never as 'data' events. null: 'data' events (TLS). */
+  reader: ChunkReader | null;
+}
+
 /**
  * A connected socket to the shard, encrypted as its sslmode says; rejects with a PgError (08006) that
- * names the shard, the address and what failed.
+ * names the shard, the address and what failed. A connection that stays plain TCP (disable, or prefer
+ * with a shard that refuses SSL) is read through a ChunkReader.
  */
-export function openShardSocket(shard: ShardConfig, timeoutMs: number): Promise<net.Socket> {
+export async function openShardTransport(shard: ShardConfig, timeoutMs: number): Promise<ShardTransport> {
+  const mode = modeOf(shard);
+  if (mode === 'disable' || mode === 'prefer') {
+    const t0 = Date.now();
+    const reader = new ChunkReader();
+    const socket = await openShardSocket(shard, timeoutMs, reader);
+    if (socket !== null) return { socket, reader };
+    // prefer, and the shard accepts SSL: TLS cannot run over a socket read through `onread`, so the
+    // TLS connection is a new one (only when the pool opens a connection, never per statement).
+    timeoutMs = Math.max(1, timeoutMs - (Date.now() - t0));
+  }
+  return { socket: (await openShardSocket(shard, timeoutMs, null))!, reader: null };
+}
+
+/**
+ * The connection itself. With a reader (disable and prefer only), the socket reads through it, and a
+ * shard that answers SSLRequest with 'S' under prefer gives null (the socket is closed): connect again
+ * without a reader.
+ */
+function openShardSocket(shard: ShardConfig, timeoutMs: number, reader: ChunkReader | null): Promise<net.Socket | null> {
   const mode = modeOf(shard);
   const where = `shard "${shard.id}" at ${shard.host}:${shard.port}`;
-  return new Promise<net.Socket>((resolve, reject) => {
+  return new Promise<net.Socket | null>((resolve, reject) => {
     let done = false;
     let current: net.Socket;
     const fail = (message: string, hint?: string) => {
@@ -72,7 +100,7 @@ export function openShardSocket(shard: ShardConfig, timeoutMs: number): Promise<
       resolve(socket);
     };
     const timer = setTimeout(() => fail(`timed out after ${timeoutMs} ms`), timeoutMs);
-    const raw = net.connect({ host: shard.host, port: shard.port });
+    const raw = reader ? net.connect({ host: shard.host, port: shard.port, onread: reader.onread }) : net.connect({ host: shard.host, port: shard.port });
     current = raw;
     raw.setNoDelay(true);
     raw.setKeepAlive(true, 30_000);
@@ -81,8 +109,19 @@ export function openShardSocket(shard: ShardConfig, timeoutMs: number): Promise<
     raw.once('connect', () => {
       if (mode === 'disable') return succeed(raw);
       raw.write(SSL_REQUEST_PACKET);
-      raw.once('data', (answer: Buffer) => {
+      const onAnswer = (answer: Buffer) => {
         raw.pause();
+        if (reader) reader.sink = () => undefined; // the answer is read here; the owner of the connection sets the sink
+        if (reader && answer[0] === 0x53 /* S */ && answer.length === 1 && mode === 'prefer') {
+          if (done) return;
+          done = true;
+          clearTimeout(timer);
+          raw.removeAllListeners('error');
+          raw.removeAllListeners('close');
+          raw.on('error', () => undefined);
+          raw.destroy();
+          return resolve(null);
+        }
         if (answer[0] === 0x4e /* N */) {
           if (mode === 'prefer') {
             if (answer.length > 1) return fail('the server sent data after refusing SSL');
@@ -109,7 +148,9 @@ export function openShardSocket(shard: ShardConfig, timeoutMs: number): Promise<
         );
         secure.on('close', () => fail('the server closed the connection during the TLS handshake'));
         secure.once('secureConnect', () => succeed(secure));
-      });
+      };
+      if (reader) reader.sink = onAnswer;
+      else raw.once('data', onAnswer);
     });
   });
 }

@@ -26,8 +26,15 @@ export class Framer {
   private needed = 0; // total bytes the held message needs, once its header is known
   private stopped = false;
 
-  /** maxLength bounds the length prefix before any allocation; lengths under 4 are malformed by definition. */
-  constructor(private readonly maxLength: number) {}
+  /**
+   * maxLength bounds the length prefix before any allocation; lengths under 4 are malformed by definition.
+   * reusedChunks: the caller reads every chunk into the same memory, so a chunk held for a split message
+   * is copied (a held chunk would otherwise be overwritten by the next read).
+   */
+  constructor(
+    private readonly maxLength: number,
+    private readonly reusedChunks = false,
+  ) {}
 
   /** Stop reporting messages (the connection is being closed); later chunks are ignored. */
   stop(): void {
@@ -52,7 +59,7 @@ export class Framer {
     if (this.stopped) return;
     let buf = chunk;
     if (this.heldBytes > 0) {
-      this.held.push(chunk);
+      this.held.push(this.reusedChunks ? Buffer.from(chunk) : chunk);
       this.heldBytes += chunk.length;
       if (this.needed === 0 && this.heldBytes >= 5) {
         const head = this.held.length === 1 ? this.held[0]! : Buffer.concat(this.held);

@@ -30,7 +30,7 @@ import { initHash } from '../routing/hash.js';
 import { HashRing } from '../routing/ring.js';
 import { Router } from '../routing/router.js';
 import { queryShard } from '../pool/internal-query.js';
-import { LRUCache } from 'lru-cache';
+import { GenerationCache } from '../sql/generation-cache.js';
 import { literalShape } from '../sql/literal-shape.js';
 import type { Analysis } from '../sql/types.js';
 import type { BindParams } from '../routing/keys.js';
@@ -294,7 +294,7 @@ export class PgShardServer {
 
   private columnTimer: NodeJS.Timeout | null = null;
   private timeouts: TimeoutSweep | null = null;
-  private shapes = new LRUCache<string, Analysis | false>({ max: 10_000 });
+  private shapes = new GenerationCache<string, Analysis | false>(10_000);
 
   /**
    * The analysis shared by statements that differ only in literals. A shape is trusted only after its
@@ -305,7 +305,12 @@ export class PgShardServer {
     if (!ls) return null;
     const known = this.shapes.get(ls.shape);
     if (known === false) return null;
-    const params: BindParams = { values: ls.literals.map((l) => Buffer.from(l, 'utf8')), formats: ls.literals.map(() => 0 as const) };
+    const n = ls.literals.length;
+    const params: BindParams = { values: new Array<Buffer>(n), formats: new Array<0>(n) };
+    for (let i = 0; i < n; i++) {
+      params.values[i] = Buffer.from(ls.literals[i]!, 'utf8');
+      params.formats[i] = 0;
+    }
     if (known) return { analysis: known, params };
     const full = this.analyzer.analyze(sql);
     const shape = this.analyzer.analyze(ls.shape);

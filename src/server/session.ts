@@ -35,6 +35,9 @@ import type { Participant, TransactionCoordinator } from '../execute/two-phase.j
 import { buildParse, replaceName, statementKey, type ClientStatement } from './statements.js';
 import { finishRequest, NO_SHARD, routeKindOf, routeKindOfStatement, startRequest, statementTypeOf, transactionKind, type ProxyObserver, type RequestTiming, type StatementType } from '../admin/observer.js';
 import type { NotificationHub, NotificationSubscriber } from './notifications.js';
+import { queryFacts } from './query-facts.js';
+import { readClientDirectly } from './client-reader.js';
+import type { ChunkReader } from '../pool/chunk-reader.js';
 
 export interface SessionServices {
   pools: Map<string, ShardPool>;
@@ -88,7 +91,7 @@ interface Expectation {
   /** The backend's ErrorResponse is replaced by this one (a refusal delivered through the backend). */
   replaceError?: Buffer;
   /** Session effects to apply as statements complete (simple Query: one per statement; Execute: one). */
-  effects?: (SessionEffect | undefined)[];
+  effects?: readonly (SessionEffect | undefined)[];
   effectIndex?: number;
   /** One statement run on several shards: answers are combined into one (see runBroadcast). */
   gather?: Gather;
@@ -152,7 +155,13 @@ const SYNC = Buffer.from([Frontend.Sync, 0, 0, 0, 4]);
 const FLUSH = Buffer.from([Frontend.Flush, 0, 0, 0, 4]);
 
 export class ClientSession implements BackendListener, NotificationSubscriber, TimedSession {
-  readonly framer: Framer;
+  /** Backend bytes are only forwarded (flushRun), which holds the chunk when the client's socket keeps it. */
+  readonly takesReusedChunks = true;
+  framer: Framer;
+  /** Set when the client socket reads into a reused buffer (client-reader.ts). */
+  private clientReader: ChunkReader | null = null;
+  /** The chunk being read held only simple Queries (the one kind of message known to keep no reference to it). */
+  private chunkOnlyQueries = true;
   // Counted, not timed: the timeout sweep (timeouts.ts) compares them between its passes.
   clientReads = 0;
   backendReads = 0;
@@ -201,6 +210,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
 
   // Output coalescing: contiguous forwarded backend bytes are written with one call.
   private runBuf: Buffer | null = null;
+  private runFrom: BackendConnection | null = null;
   private runStart = 0;
   private runEnd = 0;
   private scatter: ScatterQuery | null = null;
@@ -259,7 +269,22 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
     this.socket.on('close', () => this.onClientClose());
     this.socket.on('error', () => this.onClientClose());
     this.socket.on('drain', () => this.resumeBackend());
+    this.clientReader = readClientDirectly(this.socket, (chunk) => this.onReusedChunk(chunk));
+    if (this.clientReader) this.framer = new Framer(this.svc.maxMessageBytes, true);
     if (leftover && leftover.length) this.onData(leftover);
+  }
+
+  /**
+   * A chunk in the client reader's buffer. Its memory is read into again unless something may still
+   * reference it: messages waiting in the queue or batch, a write to the backend the kernel did not take
+   * at once, or any message other than a simple Query (statements, portals and COPY keep their bytes).
+   */
+  private onReusedChunk(chunk: Buffer): void {
+    this.chunkOnlyQueries = true;
+    this.onData(chunk);
+    const be = this.backend;
+    if (!this.chunkOnlyQueries || this.busy || this.queue.length > 0 || this.batch.length > 0 || this.copy !== null || (be !== null && be.writableLength > 0))
+      this.clientReader!.hold();
   }
 
   private onData(chunk: Buffer): void {
@@ -283,6 +308,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
   };
 
   private onClientMessage(type: number, buf: Buffer, start: number, end: number): void {
+    if (type !== Frontend.Query) this.chunkOnlyQueries = false;
     if (this.skipUntilSync) {
       // After an error pgshard raised without a Sync, Postgres discards messages up to the Sync.
       if (type !== Frontend.Sync) return;
@@ -505,29 +531,39 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
     const shard = target.kind === 'shard' ? target.shard : this.defaultShard();
     const ready = this.useShard(shard);
     if (ready === false) return false;
-    const send = () => {
-      this.sendPreamble();
-      const effects = stmts.map((s) => s.session);
-      const e: Expectation = { kind: 'query', swallow: false, effects, effectIndex: 0 };
-      e.request = startRequest(this.backendPool!.shard.id, routeKindOf(target, one, this.svc.router.shardIds.length), statementTypeOf(one?.tag));
-      if (this.svc.slowStatementMs > 0) e.sql = text;
-      if (stmts.length === 1 && stmts[0]!.explainText) {
-        const sh = this.backendPool!.shard;
-        e.prependRow = M.dataRow([`pgshard: runs on shard ${sh.id} (${sh.host}:${sh.port})`]);
-      }
-      this.push(e);
-      this.syncPoints++;
-      this.backend!.write(m.buf.subarray(m.start, m.end));
-      if (stmts.some((s) => s.copy?.direction === 'from')) this.copyIn = true;
-      if (stmts.some((s) => !s.readOnly)) this.curWrote = true;
-      if (stmts.length === 1) this.noteSavepoint(stmts[0]!);
-      if (stmts.some((s) => /^(CREATE|ALTER|DROP) TABLE/.test(s.tag))) this.ddlSent = true;
-    };
     if (ready === true) {
-      send();
+      this.sendQuery(m, analysis, target, text);
       return true;
     }
-    return ready.then(send);
+    return ready.then(() => this.sendQuery(m, analysis, target, text));
+  }
+
+  /** Sends a routed simple Query to the leased backend, leaving its expectation in the FIFO. */
+  private sendQuery(m: FrontendMessage, analysis: Analysis, target: Target, text: string): void {
+    const stmts = analysis.statements;
+    const one = stmts.length === 1 ? stmts[0] : undefined;
+    const facts = queryFacts(analysis);
+    this.sendPreamble();
+    const pool = this.backendPool!;
+    const e: Expectation = {
+      kind: 'query',
+      swallow: false,
+      effects: facts.effects,
+      effectIndex: 0,
+      request: startRequest(pool.shard.id, routeKindOf(target, one, this.svc.router.shardIds.length), statementTypeOf(one?.tag)),
+    };
+    if (this.svc.slowStatementMs > 0) e.sql = text;
+    if (one?.explainText) {
+      const sh = pool.shard;
+      e.prependRow = M.dataRow([`pgshard: runs on shard ${sh.id} (${sh.host}:${sh.port})`]);
+    }
+    this.push(e);
+    this.syncPoints++;
+    this.backend!.write(m.buf.subarray(m.start, m.end));
+    if (facts.copyFrom) this.copyIn = true;
+    if (facts.writes) this.curWrote = true;
+    if (one) this.noteSavepoint(one);
+    if (facts.tableDdl) this.ddlSent = true;
   }
 
   /** A statement answered by pgshard alone (a thunk that writes the answer), or null. */
@@ -1472,7 +1508,9 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
   }
 
   private resetExpectations(): void {
-    this.expect = [];
+    // Every expectation is answered when a backend goes back idle: reuse the array (one per transaction otherwise).
+    if (this.expectHead === this.expect.length) this.expect.length = 0;
+    else this.expect = [];
     this.expectHead = 0;
     this.syncPoints = 0;
     this.extendedOpen = false;
@@ -1718,10 +1756,9 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
     if (this.syncPoints === 0 && !this.extendedOpen && !this.copyIn) {
       if (status === 'I') {
         this.txShard = null;
-        this.portals.clear();
+        if (this.portals.size) this.portals.clear();
       }
-      const w = this.idleWaiters.splice(0);
-      for (const f of w) f();
+      if (this.idleWaiters.length) for (const f of this.idleWaiters.splice(0)) f();
       this.maybeRelease();
     }
   }
@@ -1779,6 +1816,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
     }
     this.flushRun();
     this.runBuf = buf;
+    this.runFrom = this.backend;
     this.runStart = start;
     this.runEnd = end;
   }
@@ -1834,9 +1872,18 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
   // ---------------------------------------------------------------- writing to the client
 
   private flushRun(): void {
-    if (this.runBuf) {
-      this.socket.write(this.runBuf.subarray(this.runStart, this.runEnd));
-      this.runBuf = null;
+    const b = this.runBuf;
+    if (b === null) return;
+    this.runBuf = null;
+    const bytes = b.subarray(this.runStart, this.runEnd);
+    const from = this.runFrom;
+    const s = this.socket;
+    // Bytes in the backend's reused read buffer must not stay referenced by our socket past this read.
+    if (from === null || !from.readsInto(b)) s.write(bytes);
+    else if (s.writableLength > 0) s.write(Buffer.from(bytes)); // queued behind earlier output: a copy
+    else {
+      s.write(bytes);
+      if (s.writableLength > 0) from.holdChunk(); // the kernel did not take it all: the socket keeps the buffer
     }
   }
 

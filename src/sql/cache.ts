@@ -1,19 +1,20 @@
-import { LRUCache } from 'lru-cache';
+import { GenerationCache } from './generation-cache.js';
 
 /**
- * The statement-analysis cache: exact statement text → analysis, least recently used out first, with
+ * The statement-analysis cache: exact statement text → analysis, least recently used out first (in
+ * generations, see generation-cache.ts), with
  * hit/miss counters for the admin console. Texts larger than `maxTextLength` are not kept (a bulk INSERT is
  * rarely sent twice, and would crowd out the hot statements).
  */
 export class AnalysisCache<V extends object> {
   readonly stats = { hits: 0, misses: 0 };
-  private readonly lru: LRUCache<string, V>;
+  private readonly lru: GenerationCache<string, V>;
 
   constructor(
     max: number,
     private readonly maxTextLength = 64 * 1024,
   ) {
-    this.lru = new LRUCache<string, V>({ max: Math.max(1, max) });
+    this.lru = new GenerationCache<string, V>(max);
   }
 
   get(text: string): V | undefined {

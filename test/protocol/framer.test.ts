@@ -71,3 +71,26 @@ t.test('startup packets', async (t) => {
   t.same(r.rest, Buffer.from('x'));
   t.throws(() => takeStartupPacket(Buffer.from([0x40, 0, 0, 0]), 10_000), { name: 'FrameTooLarge' });
 });
+
+t.test('chunks read into one reused buffer: a message spanning several reads is kept intact', async (t) => {
+  const msg = Buffer.concat([Buffer.from([0x44]), Buffer.alloc(4), Buffer.from('abcdefghijklmnopqrstuvwxyz'.repeat(4))]);
+  msg.writeInt32BE(msg.length - 1, 1);
+  const stream = Buffer.concat([msg, msg]);
+  for (const reused of [true, false]) {
+    const f = new Framer(1024, reused);
+    const got: Buffer[] = [];
+    const readBuf = Buffer.alloc(16); // every "read" lands in the same memory
+    try {
+      for (let p = 0; p < stream.length; p += 16) {
+        const n = stream.copy(readBuf, 0, p, Math.min(p + 16, stream.length));
+        f.feed(readBuf.subarray(0, n), { message: (_type, buf, s, e) => got.push(Buffer.from(buf.subarray(s, e))) });
+        readBuf.fill(0x58); // the next read overwrites it
+      }
+    } catch (e) {
+      if (reused) throw e;
+      got.push(Buffer.from(String(e))); // garbled lengths: also what the flag prevents
+    }
+    if (reused) t.same(got, [msg, msg], 'with reusedChunks, both messages are whole');
+    else t.notSame(got, [msg, msg], 'without it, held chunks are overwritten (what the flag is for)');
+  }
+});
