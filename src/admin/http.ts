@@ -240,6 +240,7 @@ export function rebalanceView(server: PgShardServer): object {
     cutover_attempts: r.cutoverAttempts,
     instance: r.owner ?? null,
     cancel_requested: r.cancelRequested === true,
+    retrying: r.phase === 'failed' && r.pending ? r.pending.action : null,
     started_at: r.startedAt,
     finished_at: r.finishedAt,
     error: r.error,

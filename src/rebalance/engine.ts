@@ -115,6 +115,9 @@ export class Rebalancer {
   private starting = false;
 
   private refuseIfBusy(): void {
+    const r = this.record;
+    if (r?.phase === 'failed' && r.pending)
+      throw new RebalanceError(409, `the ${r.pending.action === 'rollback' ? 'roll-back' : 'clean-up'} of the last rebalance (${r.kind} ${r.shard}) has not finished: pgshard retries it every few seconds (${r.error}); make the shards it names reachable`);
     if (this.active || this.running || this.starting)
       throw new RebalanceError(409, `a rebalance is already running (${this.record?.kind} ${this.record?.shard}, phase ${this.record?.phase}): wait for it (GET /rebalance) or cancel it (POST /rebalance/cancel)`);
   }
@@ -183,17 +186,26 @@ export class Rebalancer {
   async resume(): Promise<void> {
     if (this.running || this.starting) return;
     const r = this.record;
-    if (!r || !ACTIVE.has(r.phase)) return;
+    const unfinished = (x: RebalanceRecord | null | undefined): boolean => !!x && (ACTIVE.has(x.phase) || (x.phase === 'failed' && x.pending !== undefined));
+    if (!r || !unfinished(r)) return;
     const me = this.host.peers.instance;
     if (r.owner && r.owner !== me && (await this.host.peers.alive(r.owner))) return; // it runs there
     if (this.running) return;
-    const taken = await this.host.topology.update((cur) => (cur.rebalance?.id === r.id && ACTIVE.has(cur.rebalance.phase) && cur.rebalance.owner === r.owner ? { ...cur, rebalance: { ...cur.rebalance, owner: me } } : null));
+    const taken = await this.host.topology.update((cur) => (cur.rebalance?.id === r.id && unfinished(cur.rebalance) && cur.rebalance.owner === r.owner ? { ...cur, rebalance: { ...cur.rebalance, owner: me } } : null));
     if (!taken?.rebalance || this.running) return;
     const rec: RebalanceRecord = { ...taken.rebalance };
+    const retry = rec.phase === 'failed' ? rec.pending : undefined;
+    if (retry) {
+      // Again from the phase the roll-back or clean-up started in, with the outcome it was to record.
+      rec.phase = retry.phase;
+      this.log.warn({ rebalance: rec.id, action: retry.action }, `retrying the ${retry.action === 'rollback' ? 'roll-back' : 'clean-up'} of a rebalance`);
+      this.running = (retry.action === 'cleanup' ? this.cleanUp(rec).catch((e: Error) => this.cleanUpFailed(rec, e)) : this.rollBack(rec, retry.outcome, retry.error)).finally(() => (this.running = null));
+      return;
+    }
     const switched = sameShards(this.host.topology.shards, rec.to);
     const whose = r.owner && r.owner !== me ? `instance ${r.owner} (gone)` : 'this instance before it restarted';
     this.log.warn({ rebalance: rec.id, phase: rec.phase, switched, from: r.owner }, switched ? `finishing the clean-up of a rebalance left by ${whose}` : `rolling back a rebalance left by ${whose}`);
-    this.running = (switched ? this.cleanUp(rec) : this.rollBack(rec, 'failed', `interrupted in phase ${rec.phase} (${whose === 'this instance before it restarted' ? 'pgshard restarted' : `${whose}`}); rolled back: start it again`)).finally(() => (this.running = null));
+    this.running = (switched ? this.cleanUp(rec).catch((e: Error) => this.cleanUpFailed(rec, e)) : this.rollBack(rec, 'failed', `interrupted in phase ${rec.phase} (${whose === 'this instance before it restarted' ? 'pgshard restarted' : `${whose}`}); rolled back: start it again`)).finally(() => (this.running = null));
   }
 
   private async begin(kind: 'add' | 'remove', shard: string, to: ShardConfig[]): Promise<RebalanceRecord> {
@@ -392,7 +404,7 @@ export class Rebalancer {
       if (!cancelled) this.log.error({ err: (e as Error).message, rebalance: r.id }, 'rebalance failed; rolling back');
       await this.stopStreams();
       // A failure after the switch is finished by the clean-up; before it, everything is rolled back.
-      if (sameShards(this.host.topology.shards, r.to)) await this.cleanUp(r, clients).catch((e2: Error) => this.save(r, { phase: 'failed', error: `clean-up failed: ${e2.message}; restart pgshard to retry it` }));
+      if (sameShards(this.host.topology.shards, r.to)) await this.cleanUp(r, clients).catch((e2: Error) => this.cleanUpFailed(r, e2));
       else await this.rollBack(r, cancelled ? 'cancelled' : 'failed', cancelled ? null : (e as Error).message, clients);
     } finally {
       for (const c of clients.values()) await end(c);
@@ -594,16 +606,23 @@ export class Rebalancer {
           if (n) await this.save(r, { rowsCleaned: r.rowsCleaned + n });
         }
       }
-      await this.save(r, { phase: 'done', finishedAt: new Date().toISOString() });
+      await this.save(r, { phase: 'done', finishedAt: new Date().toISOString(), pending: undefined });
       this.log.info({ rebalance: r.id, kind: r.kind, shard: r.shard, rows_copied: r.rowsCopied, rows_scanned: r.rowsScanned, rows_cleaned: r.rowsCleaned, pause_ms: r.pauseMs }, 'rebalance done');
     } finally {
       await close();
     }
   }
 
+  /** After the switch the rebalance can only go forward: a failed clean-up is retried, every few seconds and at start. */
+  private async cleanUpFailed(r: RebalanceRecord, e: Error): Promise<void> {
+    this.log.error({ rebalance: r.id, err: e.message }, 'the clean-up failed; retrying it every few seconds');
+    await this.save(r, { phase: 'failed', error: `clean-up failed: ${e.message}; pgshard retries it every few seconds and at start`, pending: { action: 'cleanup', phase: 'cleaning', outcome: 'failed', error: null } }).catch(() => undefined);
+  }
+
   /** Before the switch: the copies on the receiving shards go, and slots and publications; the ring stays. */
   private async rollBack(r: RebalanceRecord, phase: 'failed' | 'cancelled', error: string | null, existing?: Map<string, pg.Client>): Promise<void> {
     const { client, close } = this.clientsFor(existing);
+    const from = r.phase;
     try {
       await this.dropReplication(r, client);
       const moves = new Moves(ringOf({ shards: r.from, vnodes: this.host.topology.state.vnodes }), ringOf({ shards: r.to, vnodes: this.host.topology.state.vnodes }));
@@ -631,10 +650,15 @@ export class Rebalancer {
           await this.deleteWhere(c, t, (key) => moves.owners(t.key!.type, key)?.from !== d.id);
         }
       }
-      await this.save(r, { phase, error, finishedAt: new Date().toISOString() });
+      await this.save(r, { phase, error, finishedAt: new Date().toISOString(), pending: undefined });
       this.log.warn({ rebalance: r.id, phase, error }, 'rebalance rolled back');
     } catch (e) {
-      await this.save(r, { phase: 'failed', error: `${error ?? 'cancelled'}; the roll-back failed too (${(e as Error).message}): restart pgshard to retry it` });
+      this.log.error({ rebalance: r.id, err: (e as Error).message }, 'the roll-back failed; retrying it every few seconds');
+      await this.save(r, {
+        phase: 'failed',
+        error: `${error ?? 'cancelled'}; the roll-back failed too (${(e as Error).message}): pgshard retries it every few seconds and at start`,
+        pending: { action: 'rollback', phase: from, outcome: phase, error },
+      }).catch(() => undefined);
     } finally {
       await close();
     }

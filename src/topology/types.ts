@@ -29,6 +29,11 @@ export interface RebalanceRecord {
   startedAt: string;
   /** The instance running it (with several instances sharing a metadata store, only it moves rows). */
   owner?: string;
+  /**
+   * A roll-back or clean-up that failed part-way (a shard out of reach): retried every few seconds and at
+   * start, from the phase it was in, until it succeeds; no other rebalance starts meanwhile.
+   */
+  pending?: { action: 'rollback' | 'cleanup'; phase: RebalancePhase; outcome: 'failed' | 'cancelled'; error: string | null };
   /** Set by any instance's cancel request; the owner rolls back when it sees it. */
   cancelRequested?: boolean;
   finishedAt: string | null;
