@@ -235,6 +235,7 @@ export class PostgresCluster {
     this.stopping = (async () => {
       const pid = this.pid;
       if (pid !== null) await stopPostmaster(pid, 'fast', timeoutMs);
+      await this.reaped(timeoutMs);
       this.forget();
     })();
     try {
@@ -250,7 +251,25 @@ export class PostgresCluster {
     if (pid === null) return;
     const all = killTree(pid);
     await waitGone(all, 5_000);
+    await this.reaped(5_000);
     this.forget();
+  }
+
+  /**
+   * Waits until Node has reaped the postmaster it spawned. Until then it is a zombie, which `isAlive`
+   * counts as gone but Postgres's lock-file check (kill(pid, 0)) counts as a running postmaster: a start
+   * right after a kill then failed with "lock file postmaster.pid already exists".
+   */
+  private async reaped(timeoutMs: number): Promise<void> {
+    const c = this.child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      c.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   /** Stops (if running) and starts the server again on the same port and data directory. */
