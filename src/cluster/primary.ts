@@ -77,7 +77,7 @@ export class Primary {
   }
 
   private async handle(w: Worker, m: WorkerMessage): Promise<void> {
-    if (!this.registered.has(m.instance) || this.registered.get(m.instance) !== w) this.registered.set(m.instance, w);
+    if (this.registered.get(m.instance) !== w) this.registered.set(m.instance, w);
     try {
       let result: unknown;
       switch (m.op) {

@@ -9,6 +9,7 @@ import net from 'node:net';
 import type pg from 'pg';
 import { errorOf, pgClient, sleep, startProxy } from '../helpers/proxy.js';
 import { withShards } from '../helpers/shards.js';
+import { sendCancelRequest } from '../helpers/raw-client.js';
 
 const raw = { getTypeParser: () => (v: string) => v };
 
@@ -69,18 +70,7 @@ t.test('scatter guards', async (t) => {
     await sleep(300);
     // A CancelRequest with the key pgshard gave this client, on a new connection (as the protocol has it).
     const pgc = c as unknown as { processID: number; secretKey: number };
-    await new Promise<void>((resolve) => {
-      const s = net.connect(proxy.port, '127.0.0.1', () => {
-        const b = Buffer.alloc(16);
-        b.writeInt32BE(16, 0);
-        b.writeInt32BE(80877102, 4);
-        b.writeInt32BE(pgc.processID, 8);
-        b.writeInt32BE(pgc.secretKey, 12);
-        s.end(b);
-      });
-      s.on('close', () => resolve());
-      s.on('error', () => resolve());
-    });
+    await sendCancelRequest(proxy.port, pgc.processID, pgc.secretKey);
     const e = await pending;
     t.equal(e?.code, '57014', 'canceled');
     t.ok(Date.now() - started < 8000, 'before the shards finished sleeping');

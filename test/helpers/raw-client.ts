@@ -341,3 +341,12 @@ export const fe = {
     return b;
   },
 };
+
+/** Sends a CancelRequest on a connection of its own, as libpq does, and resolves once the server closed it. */
+export function sendCancelRequest(port: number, pid: number, secret: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const sock = net.connect(port, '127.0.0.1', () => sock.end(fe.cancelRequest(pid, secret)));
+    sock.on('close', () => resolve());
+    sock.on('error', () => resolve());
+  });
+}

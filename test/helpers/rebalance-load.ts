@@ -9,7 +9,11 @@ import pg from 'pg';
 import type { PostgresCluster } from '../../src/embedded/cluster.js';
 import type { HashRing } from '../../src/routing/ring.js';
 import { canonicalFromText } from '../../src/routing/canonical.js';
-import { sleep } from './proxy.js';
+import { sleep, testLogger } from './proxy.js';
+import type { Teardownable } from './shards.js';
+import type { PgShardServer } from '../../src/server/server.js';
+import { Metrics } from '../../src/admin/metrics.js';
+import { startAdmin } from '../../src/admin/http.js';
 
 export const SCHEMA = `
 CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL, n int NOT NULL DEFAULT 0, created timestamptz NOT NULL DEFAULT now());
@@ -138,6 +142,17 @@ export function startLoad(urls: readonly string[], writers: number, expected: Ma
 }
 
 export type Api = (method: string, p: string, body?: unknown) => Promise<{ status: number; body: Record<string, unknown> }>;
+
+/** The admin API (and its metrics) of an in-process pgshard, stopped at the end of the test. */
+export async function startAdminApi(t: Teardownable, server: PgShardServer): Promise<{ api: Api; metrics: Metrics }> {
+  const metrics = new Metrics({ healthIntervalMs: 60_000 });
+  const admin = await startAdmin(server, metrics, { host: '127.0.0.1', port: 0 }, testLogger());
+  t.teardown(async () => {
+    await admin.close();
+    metrics.close();
+  });
+  return { api: adminApi(admin.port), metrics };
+}
 
 /** An admin API client for the API on `port`. */
 export function adminApi(port: number): Api {

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { withShards, APP } from '../helpers/shards.js';
 import { sleep } from '../helpers/proxy.js';
+import { sendCancelRequest } from '../helpers/raw-client.js';
 import { initHash } from '../../src/routing/hash.js';
 import { HashRing } from '../../src/routing/ring.js';
 import { adminApi, checkPlacement, preload, rebalanceEnded, SCHEMA, startLoad, TABLES, type Expected } from '../helpers/rebalance-load.js';
@@ -86,18 +87,7 @@ t.test('two workers behind one port', async (t) => {
     await sleep(150);
     // A CancelRequest on a connection of its own, as libpq sends it (round robin puts it on either worker).
     const key = c as unknown as { processID: number; secretKey: number };
-    await new Promise<void>((resolve) => {
-      const sock = net.connect(port, '127.0.0.1', () => {
-        const b = Buffer.alloc(16);
-        b.writeInt32BE(16, 0);
-        b.writeInt32BE(80877102, 4);
-        b.writeInt32BE(key.processID, 8);
-        b.writeInt32BE(key.secretKey, 12);
-        sock.end(b);
-      });
-      sock.on('close', () => resolve());
-      sock.on('error', () => resolve());
-    });
+    await sendCancelRequest(port, key.processID, key.secretKey);
     t.equal(await q, '57014', 'cancelled');
   }
   for (const c of clients) await c.end();

@@ -8,11 +8,9 @@ import t from 'tap';
 import pg from 'pg';
 import { canonicalFromText } from '../../src/routing/canonical.js';
 import { withShards, APP } from '../helpers/shards.js';
-import { startProxy, testLogger, sleep, type Proxy } from '../helpers/proxy.js';
+import { startProxy, sleep, type Proxy } from '../helpers/proxy.js';
 import { initHash } from '../../src/routing/hash.js';
-import { Metrics } from '../../src/admin/metrics.js';
-import { startAdmin } from '../../src/admin/http.js';
-import { adminApi, checkPlacement, preload, rebalanceEnded, SCHEMA, startLoad, TABLES, type Api, type Expected } from '../helpers/rebalance-load.js';
+import { checkPlacement, startAdminApi, preload, rebalanceEnded, SCHEMA, startLoad, TABLES, type Api, type Expected } from '../helpers/rebalance-load.js';
 
 await initHash();
 
@@ -24,13 +22,7 @@ t.test('two instances, one metadata database: add a shard, then remove one, unde
   const metadata = { host: '127.0.0.1', port: c0!.port, database: 'meta', user: APP.user, password: APP.password, heartbeat_ms: 200, lease_ms: 1000, poll_ms: 500 };
   const instance = async (id: string): Promise<{ proxy: Proxy; api: Api }> => {
     const proxy = await startProxy(t, [c0!, c1!, c2!], { tables: TABLES, metadata, transactions: { instance_id: id }, rebalance: { max_pause_ms: 2000, batch_rows: 500 } });
-    const metrics = new Metrics({ healthIntervalMs: 60_000 });
-    const admin = await startAdmin(proxy.server, metrics, { host: '127.0.0.1', port: 0 }, testLogger());
-    t.teardown(async () => {
-      await admin.close();
-      metrics.close();
-    });
-    return { proxy, api: adminApi(admin.port) };
+    return { proxy, api: (await startAdminApi(t, proxy.server)).api };
   };
   const a = await instance('a');
   const b = await instance('b');

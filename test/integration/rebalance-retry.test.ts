@@ -8,11 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { withShards, APP } from '../helpers/shards.js';
-import { startProxy, testLogger, sleep } from '../helpers/proxy.js';
+import { startProxy, sleep } from '../helpers/proxy.js';
 import { initHash } from '../../src/routing/hash.js';
-import { Metrics } from '../../src/admin/metrics.js';
-import { startAdmin } from '../../src/admin/http.js';
-import { adminApi, checkPlacement, preload, rebalanceEnded, SCHEMA, TABLES, type Expected } from '../helpers/rebalance-load.js';
+import { checkPlacement, startAdminApi, preload, rebalanceEnded, SCHEMA, TABLES, type Expected } from '../helpers/rebalance-load.js';
 
 await initHash();
 
@@ -59,13 +57,7 @@ t.test('a roll-back that fails is retried until it succeeds', async (t) => {
   t.teardown(() => relay.shut());
   const dir = mkdtempSync(path.join(os.tmpdir(), 'pgshard-rbretry-'));
   const proxy = await startProxy(t, [c0!, c1!, c2!], { tables: TABLES, topology: { file: path.join(dir, 'topology.json') } });
-  const metrics = new Metrics({ healthIntervalMs: 60_000 });
-  const admin = await startAdmin(proxy.server, metrics, { host: '127.0.0.1', port: 0 }, testLogger());
-  t.teardown(async () => {
-    await admin.close();
-    metrics.close();
-  });
-  const api = adminApi(admin.port);
+  const { api } = await startAdminApi(t, proxy.server);
   const expected = new Map<bigint, Expected>();
   await preload(proxy.url, expected);
 

@@ -7,13 +7,11 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { withShards, APP } from '../helpers/shards.js';
-import { startProxy, testLogger, sleep } from '../helpers/proxy.js';
+import { startProxy, sleep } from '../helpers/proxy.js';
 import { initHash } from '../../src/routing/hash.js';
 import { canonicalFromText } from '../../src/routing/canonical.js';
 import { HashRing } from '../../src/routing/ring.js';
-import { Metrics } from '../../src/admin/metrics.js';
-import { startAdmin } from '../../src/admin/http.js';
-import { adminApi, checkPlacement, preload, rebalanceEnded, SCHEMA, startLoad, TABLES, type Expected } from '../helpers/rebalance-load.js';
+import { checkPlacement, startAdminApi, preload, rebalanceEnded, SCHEMA, startLoad, TABLES, type Expected } from '../helpers/rebalance-load.js';
 
 await initHash();
 
@@ -25,13 +23,7 @@ t.test('add a fourth shard, then remove one, under load', async (t) => {
   for (const c of [c0!, c1!, c2!]) await c.query(SCHEMA, 'app');
   const dir = mkdtempSync(path.join(os.tmpdir(), 'pgshard-rebalance-'));
   const proxy = await startProxy(t, [c0!, c1!, c2!], { tables: TABLES, topology: { file: path.join(dir, 'topology.json') }, rebalance: { max_pause_ms: 2000, batch_rows: 500 } });
-  const metrics = new Metrics({ healthIntervalMs: 60_000 });
-  const admin = await startAdmin(proxy.server, metrics, { host: '127.0.0.1', port: 0 }, testLogger());
-  t.teardown(async () => {
-    await admin.close();
-    metrics.close();
-  });
-  const api = adminApi(admin.port);
+  const { api, metrics } = await startAdminApi(t, proxy.server);
 
   const expected = new Map<bigint, Expected>();
   await preload(proxy.url, expected);
