@@ -19,7 +19,6 @@ import type { Metrics } from './metrics.js';
 import { currentRing } from './metrics.js';
 import { probePool } from './health.js';
 import { openApiDocument, type RouteDoc } from './openapi.js';
-import { z } from 'zod';
 import { shardSchema, type ShardConfig } from '../config/schema.js';
 import { RebalanceError } from '../rebalance/engine.js';
 import { TopologyConflict } from '../topology/topology.js';

@@ -114,7 +114,6 @@ export class ScatterQuery {
   private visible = 0;
   private order: RowOrder | null = null;
   private dedupe: Deduper | null = null;
-  private dedupeKeys = 0;
   private limiter: Limiter | null = null;
   private lastTaken: Row | null = null;
   private groups: GroupMerger | null = null;
@@ -414,10 +413,7 @@ export class ScatterQuery {
           adjacent = false;
         }
         if (resolved.length > 0) this.order = new RowOrder(resolved);
-        if (r.distinct) {
-          this.dedupe = new Deduper(r.distinct.columns, this.visible, this.fields, ctx, adjacent);
-          this.dedupeKeys = keys.length;
-        }
+        if (r.distinct) this.dedupe = new Deduper(r.distinct.columns, this.visible, this.fields, ctx, adjacent);
         const tieKeys = r.distinct?.orderKeys ?? keys.length;
         this.limiter = new Limiter(r.limit, r.limit?.withTies ? (row) => this.lastTaken !== null && this.order!.compare(row as Row, this.lastTaken, tieKeys) === 0 : null);
       } else if (plan.groups) {

@@ -30,7 +30,6 @@ export function typeName(oid: number): string {
 }
 
 export const INTEGER_TYPES: ReadonlySet<number> = new Set([Oid.int2, Oid.int4, Oid.int8]);
-const TEXT_TYPES: ReadonlySet<number> = new Set([Oid.text, Oid.varchar, Oid.bpchar]);
 
 /** What the shards' settings allow (learned per statement from the shards; see scatter.ts). */
 export interface ValueContext {

@@ -19,7 +19,6 @@ import { ringOf } from '../topology/topology.js';
 import type { RebalanceRecord } from '../topology/types.js';
 import type { CutoverGate } from './gate.js';
 import type { Peers } from '../topology/peers.js';
-import { TopologyConflict } from '../topology/topology.js';
 import { Moves } from './moves.js';
 import { connect, end, ident, literal, rows, type Row } from './pg.js';
 import { copyRows, type CopyCounts } from './copy.js';

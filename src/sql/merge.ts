@@ -4,7 +4,7 @@ import type { CrossShardPlan, MergeAggregate, MergePlan, RowMergePlan, SortKey }
 import { hasAggregate, hasWindow, planGroups } from './aggregate.js';
 import { distinctKind, planDistinct } from './distinct.js';
 import { limitOf, pushDown } from './limit.js';
-import { Outputs, resolveItem, sortItem } from './order-by.js';
+import { Outputs, sortItem } from './order-by.js';
 import { clone, deparseChecked, sameTree, target, Unsupported } from './rewrite.js';
 
 /**

@@ -5,7 +5,6 @@
  * reaches every shard, and a merge leaves the pooled connections usable.
  */
 import t from 'tap';
-import net from 'node:net';
 import type pg from 'pg';
 import { errorOf, pgClient, sleep, startProxy } from '../helpers/proxy.js';
 import { withShards } from '../helpers/shards.js';

@@ -5,9 +5,8 @@
 // replaced; SIGTERM stops everything.
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -17,6 +16,7 @@ import { sendCancelRequest } from '../helpers/raw-client.js';
 import { initHash } from '../../src/routing/hash.js';
 import { HashRing } from '../../src/routing/ring.js';
 import { adminApi, checkPlacement, preload, rebalanceEnded, SCHEMA, startLoad, TABLES, type Expected } from '../helpers/rebalance-load.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 await initHash();
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -34,7 +34,7 @@ t.test('two workers behind one port', async (t) => {
   const shards = await withShards(t, 4);
   const [c0, c1, c2, c3] = shards.clusters;
   for (const c of [c0!, c1!, c2!]) await c.query(SCHEMA, 'app');
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgshard-cluster-'));
+  const dir = tempDir('cluster');
   const [port, adminPort] = [await freePort(), await freePort()];
   const configFile = path.join(dir, 'pgshard.yaml');
   writeFileSync(

@@ -1,13 +1,13 @@
 // Writes that reach several shards: applied on all of them atomically or on none, answered as one
 // Postgres would answer, with no prepared transaction left behind.
 import t from 'tap';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { errorOf, pgClient, sleep, startProxy } from '../helpers/proxy.js';
 import { startFaultRelay } from '../helpers/fault-relay.js';
 import { RawClient, fe, types } from '../helpers/raw-client.js';
 import { SHARD_IDS, TABLES, keysOnTwoShards, withSharded } from '../helpers/three-shards.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const s = await withSharded(t);
 
@@ -169,7 +169,7 @@ t.test('DDL runs on every shard in one transaction', async (t) => {
 });
 
 t.test('recovery commits decided prepared transactions and rolls back the rest', async (t) => {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'pgshard-txlog-'));
+  const dir = tempDir('txlog');
   const log = path.join(dir, 'txlog.jsonl');
   const decided = 'pgshard_rec1_decided';
   const undecided = 'pgshard_rec1_orphan';
@@ -235,7 +235,7 @@ t.test('keyless writes and multi-shard INSERTs with bind parameters (extended pr
 
 t.test('a shard that goes away between PREPARE and COMMIT PREPARED: COMMIT, then the commit completes once it is back', async (t) => {
   const relay = await startFaultRelay(t, { port: s.port('s1') });
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'pgshard-txlog-'));
+  const dir = tempDir('txlog');
   // The same ring (shard ids s0…s2), with s1 reached through the relay.
   const p = await startProxy(t, [{ port: s.port('s0') }, { port: relay.port }, { port: s.port('s2') }], {
     tables: TABLES,

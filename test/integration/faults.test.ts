@@ -3,7 +3,6 @@
 // a large result. Clients of other shards must see nothing; clients of the failed shard get an error
 // (never a wait without end) and are served again once the shard is back, without restarting pgshard.
 import t from 'tap';
-import net from 'node:net';
 import { execFileSync } from 'node:child_process';
 import { withShards, type Teardownable } from '../helpers/shards.js';
 import { errorOf, pgClient, sleep, startProxy, testLogger } from '../helpers/proxy.js';

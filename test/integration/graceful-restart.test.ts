@@ -4,12 +4,12 @@
 import t from 'tap';
 import net from 'node:net';
 import path from 'node:path';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { withShards, APP } from '../helpers/shards.js';
 import { directClient, errorOf, pgClient, sleep } from '../helpers/proxy.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'dist/cli.js');
@@ -26,7 +26,7 @@ const port = await new Promise<number>((resolve) => {
     s.close(() => resolve(p));
   });
 });
-const dir = await mkdtemp(path.join(os.tmpdir(), 'pgshard-upgrade-'));
+const dir = tempDir('upgrade');
 
 /** Starts `pgshard start` with its own instance id (two instances must never share one: see README). */
 async function startPgshard(instance: string): Promise<{ child: ChildProcess; exited: Promise<number | null>; output: () => string }> {

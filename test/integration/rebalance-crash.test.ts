@@ -5,9 +5,8 @@
 import t from 'tap';
 const tap = t;
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import { writeFileSync, readFileSync } from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -16,6 +15,7 @@ import { sleep } from '../helpers/proxy.js';
 import { initHash } from '../../src/routing/hash.js';
 import { canonicalFromText } from '../../src/routing/canonical.js';
 import { HashRing } from '../../src/routing/ring.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 await initHash();
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -54,7 +54,7 @@ t.test('SIGKILL half-way, then cancel, then add: through the CLI', async (t) => 
     t.equal(await newShardTables(), 'countries,keepme', `${when}: the tables the rebalance created on s3 are gone, those it had stay`);
     t.same(await c3!.query('SELECT id, note FROM keepme', 'app'), [{ id: 1, note: 'mine' }], `${when}: the table of s3's own is untouched`);
   };
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgshard-crash-'));
+  const dir = tempDir('crash');
   const [port, adminPort] = [await freePort(), await freePort()];
   const configFile = path.join(dir, 'pgshard.yaml');
   const shardDoc = (i: number, c: { port: number }) => ({ id: `s${i}`, host: '127.0.0.1', port: c.port, database: APP.database, user: APP.user, password: APP.password });

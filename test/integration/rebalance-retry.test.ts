@@ -3,14 +3,13 @@
 // until the shard is back; then the tables it created there are gone and a new add goes through.
 import t from 'tap';
 import net from 'node:net';
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { withShards, APP } from '../helpers/shards.js';
 import { startProxy, sleep } from '../helpers/proxy.js';
 import { initHash } from '../../src/routing/hash.js';
 import { checkPlacement, startAdminApi, preload, rebalanceEnded, SCHEMA, TABLES, type Expected } from '../helpers/rebalance-load.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 await initHash();
 
@@ -55,7 +54,7 @@ t.test('a roll-back that fails is retried until it succeeds', async (t) => {
   for (const c of [c0!, c1!, c2!]) await c.query(SCHEMA, 'app');
   const relay = await relayTo(c3!.port);
   t.teardown(() => relay.shut());
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgshard-rbretry-'));
+  const dir = tempDir('rbretry');
   const proxy = await startProxy(t, [c0!, c1!, c2!], { tables: TABLES, topology: { file: path.join(dir, 'topology.json') } });
   const { api } = await startAdminApi(t, proxy.server);
   const expected = new Map<bigint, Expected>();

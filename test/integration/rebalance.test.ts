@@ -3,8 +3,6 @@
 // removed. Afterwards every acknowledged row exists exactly once, on the shard the final ring names; no
 // client saw an error; the longest statement (the cut-over pause) is printed.
 import t from 'tap';
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { withShards, APP } from '../helpers/shards.js';
 import { startProxy, sleep } from '../helpers/proxy.js';
@@ -12,6 +10,7 @@ import { initHash } from '../../src/routing/hash.js';
 import { canonicalFromText } from '../../src/routing/canonical.js';
 import { HashRing } from '../../src/routing/ring.js';
 import { checkPlacement, startAdminApi, preload, rebalanceEnded, SCHEMA, startLoad, TABLES, type Expected } from '../helpers/rebalance-load.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 await initHash();
 
@@ -21,7 +20,7 @@ t.test('add a fourth shard, then remove one, under load', async (t) => {
   const shards = await withShards(t, 4);
   const [c0, c1, c2, c3] = shards.clusters;
   for (const c of [c0!, c1!, c2!]) await c.query(SCHEMA, 'app');
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgshard-rebalance-'));
+  const dir = tempDir('rebalance');
   const proxy = await startProxy(t, [c0!, c1!, c2!], { tables: TABLES, topology: { file: path.join(dir, 'topology.json') }, rebalance: { max_pause_ms: 2000, batch_rows: 500 } });
   const { api, metrics } = await startAdminApi(t, proxy.server);
 

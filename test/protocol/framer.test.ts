@@ -2,7 +2,7 @@ import t from 'tap';
 import fc from 'fast-check';
 import pgProtocol from 'pg-protocol/dist/serializer';
 const { serialize } = pgProtocol;
-import { Framer, FrameTooLarge, takeStartupPacket } from '../../src/protocol/framer.js';
+import { Framer, takeStartupPacket } from '../../src/protocol/framer.js';
 
 /** Frames `stream` fed in the given chunk sizes; returns each message's bytes. */
 function frame(stream: Buffer, cuts: number[], complete = true, max = 1 << 20): Buffer[] {

@@ -3,8 +3,6 @@
 // keys by itself until it has read the topology again. The peers are a small in-memory implementation of
 // the Peers interface (the Postgres one is tested in test/topology/pg-store.test.ts).
 import t from 'tap';
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { validateConfig } from '../../src/config/load.js';
 import { initHash } from '../../src/routing/hash.js';
@@ -17,6 +15,7 @@ import type { ShardConfig } from '../../src/config/schema.js';
 import { StatementAnalyzer, initParser } from '../../src/sql/analyze.js';
 import { testLogger, sleep } from '../helpers/proxy.js';
 import type { Teardownable } from '../helpers/shards.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 await Promise.all([initHash(), initParser()]);
 
@@ -53,7 +52,7 @@ async function until(what: string, ok: () => boolean, ms = 3000): Promise<void> 
 }
 
 async function setup(t: Teardownable) {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgshard-follower-'));
+  const dir = tempDir('follower');
   const cfg = validateConfig({ users: [{ name: 'app', password: 'app' }], shards: [shard('a', 5001), shard('b', 5002)], ring: { vnodes: 32 }, tables, topology: { file: path.join(dir, 't.json') } });
   const topo = await Topology.open(cfg, fileStore(cfg, 'me'));
   const gate = new CutoverGate(cfg.tables);

@@ -1,12 +1,12 @@
 import t from 'tap';
-import { mkdtempSync, readFileSync, writeFileSync, statSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, writeFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { validateConfig } from '../../src/config/load.js';
 import { initHash } from '../../src/routing/hash.js';
 import { fileStore, Topology, topologyFile } from '../../src/topology/topology.js';
 import type { Config } from '../../src/config/schema.js';
 import { FileTopologyStore } from '../../src/topology/store.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 await initHash();
 
@@ -17,7 +17,7 @@ const config = (file: string, shards = [shard('a', 5001), shard('b', 5002)]) =>
   validateConfig({ users: [{ name: 'app', password: 'app' }], shards, topology: { file }, ring: { vnodes: 16 } });
 
 t.test('the configuration seeds the file once; afterwards the file is the truth', async (t) => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgshard-topo-'));
+  const dir = tempDir('topo');
   const file = path.join(dir, 'sub', 'topology.json');
   const topo = await open(config(file));
   t.equal(topo.version, 1);
@@ -38,7 +38,7 @@ t.test('the configuration seeds the file once; afterwards the file is the truth'
 });
 
 t.test('a rebalance state change keeps the ring and the version', async (t) => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgshard-topo-'));
+  const dir = tempDir('topo');
   const file = path.join(dir, 'topology.json');
   const topo = await open(config(file));
   const ring = topo.ring;
@@ -50,7 +50,7 @@ t.test('a rebalance state change keeps the ring and the version', async (t) => {
 });
 
 t.test('a damaged file is refused with what to do', async (t) => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgshard-topo-'));
+  const dir = tempDir('topo');
   const file = path.join(dir, 'topology.json');
   writeFileSync(file, '{"version": 1,');
   t.throws(() => new FileTopologyStore(file).loadSync(), /is not valid JSON/);
@@ -69,7 +69,7 @@ t.test('the default file depends on the instance and the seed shards', async (t)
 });
 
 t.test("the configuration still says how to reach the shards it lists (the store keeps membership and weights)", async (t) => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgshard-topo-'));
+  const dir = tempDir('topo');
   const file = path.join(dir, 'topology.json');
   const first = await open(config(file));
   await first.setShards([...first.shards, { ...shard('c', 5003), weight: 3 }], null);
@@ -87,7 +87,7 @@ t.test("the configuration still says how to reach the shards it lists (the store
 });
 
 t.test('a shard password from an environment variable or a file is never written to the topology file', async (t) => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgshard-topo-'));
+  const dir = tempDir('topo');
   const file = path.join(dir, 'topology.json');
   const secretFile = path.join(dir, 'b.secret');
   writeFileSync(secretFile, 'from-a-file\n');
