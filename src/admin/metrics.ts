@@ -238,6 +238,12 @@ export class Metrics implements ProxyObserver {
       }),
     ).register(r);
     new ReadMetric(`${p}pool_connections_max`, 'Most connections a shard pool opens (pool.size).', 'gauge', () => perShard(() => this.server!.config.pool.size)).register(r);
+    new ReadMetric(`${p}pipeline_statements_total`, 'Single-statement reads sent on a connection shared by several clients (pool.pipeline_connections).', 'counter', () =>
+      perShard((pool) => pool.pipeline.submitted),
+    ).register(r);
+    new ReadMetric(`${p}pipeline_connections`, 'Connections of each shard pool carrying pipelined statements now (counted as active too).', 'gauge', () =>
+      perShard((pool) => pool.pipeline.stats().connections),
+    ).register(r);
     new ReadMetric(`${p}pool_clients_waiting`, 'Requests waiting for a connection, per shard pool.', 'gauge', () => perShard((pool) => pool.stats().waiting)).register(r);
 
     new ReadMetric(`${p}shard_received_bytes_total`, 'Bytes received from each shard by its pool connections.', 'counter', () => perShard((pool) => pool.bytes().received)).register(r);

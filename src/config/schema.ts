@@ -85,6 +85,13 @@ const pool = z
     /** TCP keepalive on backend sockets: the first probe after this much silence (dead shard hosts are noticed). */
     keepalive_idle_ms: z.number().int().min(1000).default(30_000),
     checkout_timeout_ms: z.number().int().min(1).default(5_000),
+    /**
+     * Transaction mode: single-statement reads outside a transaction are pipelined from many clients onto
+     * at most this many connections per shard (0: off; every statement leases a connection).
+     */
+    pipeline_connections: z.number().int().min(0).default(4),
+    /** Statements outstanding on one pipelined connection before a session leases a connection instead. */
+    pipeline_depth: z.number().int().min(1).default(16),
   })
   .strict();
 

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { BackendConnection } from './backend.js';
 import { PgError, SqlState } from '../protocol/errors.js';
 import type { PoolConfig, ShardConfig } from '../config/schema.js';
+import { Pipeline } from './pipeline.js';
 
 interface Waiter {
   resolve(c: BackendConnection): void;
@@ -37,8 +38,11 @@ export class ShardPool {
   /** Connections handed out, and checkouts that timed out waiting (SHOW POOLS). */
   checkouts = 0;
   checkoutTimeouts = 0;
+  /** Single-statement reads of many clients sharing a few of this pool's connections (pipeline.ts). */
+  readonly pipeline: Pipeline;
 
   constructor(readonly shard: ShardConfig, private readonly cfg: PoolConfig, private readonly log: Logger) {
+    this.pipeline = new Pipeline(this, cfg.mode === 'transaction' ? cfg.pipeline_connections : 0, cfg.pipeline_depth);
     this.sweeper = setInterval(() => this.sweep(), Math.max(1000, Math.min(cfg.idle_timeout_ms, 30_000)));
     this.sweeper.unref();
     this.fillMinIdle();
@@ -55,6 +59,12 @@ export class ShardPool {
       this.forget(c);
     }
     return null;
+  }
+
+  /** Opens one more connection in the background when none is idle and the pool has room (for the pipeline). */
+  prepareOne(): void {
+    if (this.closing || this.idle.length > 0 || this.creating > 0 || this.all.size >= this.cfg.size) return;
+    this.create();
   }
 
   /** A healthy connection, idle in no transaction, leased to the caller until release() or destroy(). */

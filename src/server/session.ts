@@ -19,6 +19,7 @@ import { sendCancel } from '../pool/backend.js';
 import type { SessionActivity, TimedSession } from './timeouts.js';
 import { runQuery } from '../pool/internal-query.js';
 import type { ShardPool } from '../pool/pool.js';
+import type { PipelineClient, PipelineTicket } from '../pool/pipeline.js';
 import type { Analysis, MergePlan, RoutingHint, SessionEffect, StatementInfo } from '../sql/types.js';
 import type { BindParams } from '../routing/keys.js';
 import type { Router, Target } from '../routing/router.js';
@@ -154,7 +155,7 @@ const FAILING_QUERY = M.queryMessage('pgshard refused statement (');
 const SYNC = Buffer.from([Frontend.Sync, 0, 0, 0, 4]);
 const FLUSH = Buffer.from([Frontend.Flush, 0, 0, 0, 4]);
 
-export class ClientSession implements BackendListener, NotificationSubscriber, TimedSession {
+export class ClientSession implements BackendListener, PipelineClient, NotificationSubscriber, TimedSession {
   /** Backend bytes are only forwarded (flushRun), which holds the chunk when the client's socket keeps it. */
   readonly takesReusedChunks = true;
   framer: Framer;
@@ -214,6 +215,11 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
   private runStart = 0;
   private runEnd = 0;
   private scatter: ScatterQuery | null = null;
+
+  // A statement queued on a shared connection (pool/pipeline.ts): the queue waits until it is answered.
+  private ticket: PipelineTicket | null = null;
+  private ticketRequest: RequestTiming | undefined = undefined;
+  private ticketSql: string | undefined = undefined;
 
   constructor(
     readonly socket: Socket,
@@ -332,7 +338,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
   }
 
   private pump(): void {
-    while (!this.busy && !this.closed && this.queue.length > 0) {
+    while (!this.busy && this.ticket === null && !this.closed && this.queue.length > 0) {
       const m = this.queue[0]!;
       let r: boolean | Promise<void>;
       try {
@@ -529,6 +535,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
       return this.runBroadcast([...parts].map(([shard, t]) => ({ shard, text: t })), true, false, new ReturningOrder(target.rowShards)).finally(() => this.finishTimed(request, text));
     }
     const shard = target.kind === 'shard' ? target.shard : this.defaultShard();
+    if ((target.kind === 'shard' || target.kind === 'home') && this.pipelines(analysis) && this.pipeline(m, shard, target, one, text)) return true;
     const ready = this.useShard(shard);
     if (ready === false) return false;
     if (ready === true) {
@@ -536,6 +543,85 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
       return true;
     }
     return ready.then(() => this.sendQuery(m, analysis, target, text));
+  }
+
+  /**
+   * Whether a simple Query may go on a shared connection: one read-only statement with no effect on the
+   * session, outside any transaction, from a session holding no connection and owing no session state.
+   */
+  private pipelines(analysis: Analysis): boolean {
+    if (this.backend !== null || this.svc.poolMode !== 'transaction' || this.parked.size > 0 || this.localTx !== 'none' || this.txShard !== null) return false;
+    if (this.svc.gate.active || this.pendingEffects.length > 0 || analysis.parseError !== null || analysis.statements.length !== 1) return false;
+    const st = analysis.statements[0]!;
+    if (st.tag !== 'SELECT' || st.session || st.tx || st.explainText || st.copy) return false;
+    const facts = queryFacts(analysis);
+    return !facts.writes;
+  }
+
+  /** Queues the Query on one of the shard's shared connections; false when none can take it now. */
+  private pipeline(m: FrontendMessage, shard: string, target: Target, one: StatementInfo | undefined, text: string): boolean {
+    const pool = this.svc.pools.get(shard);
+    if (!pool || !pool.pipeline.enabled) return false;
+    const ticket = pool.pipeline.submit(this, this.vars, m.buf, m.start, m.end);
+    if (ticket === null) return false;
+    this.ticket = ticket;
+    this.ticketRequest = startRequest(shard, routeKindOf(target, one, this.svc.router.shardIds.length), statementTypeOf(one?.tag));
+    this.ticketSql = this.svc.slowStatementMs > 0 ? text : undefined;
+    return true;
+  }
+
+  pipelined(type: number, buf: Buffer, start: number, end: number, from: BackendConnection): void {
+    if (type === Backend.ErrorResponse) {
+      const f = M.decodeErrorFields(buf, start, end);
+      if (f.S === 'FATAL' || f.S === 'PANIC') {
+        // As on a leased connection: the shard's connection is going away, not the client's session.
+        this.fatalForwarded = true;
+        this.flushRun();
+        this.socket.write(M.errorResponse({ severity: 'ERROR', code: f.C ?? SqlState.ConnectionFailure, message: f.M ?? 'backend terminated', ...(f.D ? { detail: f.D } : {}), ...(f.H ? { hint: f.H } : {}) }));
+        return;
+      }
+    }
+    if (this.runBuf === buf && this.runEnd === start) {
+      this.runEnd = end;
+      return;
+    }
+    this.flushRun();
+    this.runBuf = buf;
+    this.runFrom = from;
+    this.runStart = start;
+    this.runEnd = end;
+  }
+
+  pipelineChunkDone(): void {
+    this.backendReads++;
+    this.flushRun();
+    if (this.socket.writableLength > 4 << 20 && this.ticket) this.ticket.backend.pause();
+  }
+
+  pipelineDone(_status: TxStatus, error: string | null): void {
+    this.flushRun();
+    this.endTicket(error);
+  }
+
+  pipelineLost(err: PgError): void {
+    this.flushRun();
+    const parts: Buffer[] = [];
+    if (!this.fatalForwarded) parts.push(err.toMessage());
+    parts.push(M.readyForQuery('I'));
+    this.writeClient(parts);
+    this.log.warn({ err: err.message }, 'backend connection lost');
+    this.endTicket(err.code);
+  }
+
+  private endTicket(error: string | null): void {
+    this.fatalForwarded = false;
+    this.ticket = null;
+    if (error !== null) this.svc.observer.error(error);
+    const r = this.ticketRequest;
+    this.ticketRequest = undefined;
+    if (r) this.finishTimed(r, this.ticketSql);
+    this.ticketSql = undefined;
+    if (!this.closed) this.pump();
   }
 
   /** Sends a routed simple Query to the leased backend, leaving its expectation in the FIFO. */
@@ -1834,6 +1920,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
 
   private resumeBackend(): void {
     this.backend?.resume();
+    this.ticket?.backend.resume();
   }
 
   /** The leased backend died: every outstanding request gets an error, the session goes on. */
@@ -2338,6 +2425,10 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
       this.svc.observer.transaction(transactionKind([...this.parked.values()].filter((p) => p.wrote).length + (this.curWrote ? 1 : 0)), 'rollback');
     for (const p of this.parked.values()) p.pool.destroy(p.be); // closing rolls their transactions back
     this.parked.clear();
+    if (this.ticket) {
+      this.ticket.forget(); // its answer is read and dropped; the shared connection goes on
+      this.ticket = null;
+    }
     const be = this.backend;
     const pool = this.backendPool;
     if (be && pool) {
@@ -2356,6 +2447,9 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
   cancel(): void {
     const be = this.backend;
     if (be && (this.syncPoints > 0 || this.extendedOpen)) sendCancel(be.shard.host, be.shard.port, be.pid, be.secret);
+    // A pipelined statement is cancelled only while it runs: what the connection runs otherwise is another client's.
+    const t = this.ticket;
+    if (t && t.running) sendCancel(t.backend.shard.host, t.backend.shard.port, t.backend.pid, t.backend.secret);
     this.scatter?.cancel();
   }
 
@@ -2388,14 +2482,15 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
   get quietForCutover(): boolean {
     // Work started while the gate is closed passed it: it touches no moving key.
     if (this.gateHeld || this.workEpoch === this.svc.gate.epoch) return true;
-    return !this.busy && !this.backend && this.parked.size === 0;
+    return !this.busy && !this.backend && this.ticket === null && this.parked.size === 0;
   }
 
   /** What the admin console's SHOW CLIENTS says of this session: its state and the shards it holds now. */
   get consoleState(): { state: 'idle' | 'active' | 'idle in transaction' | 'idle in transaction (aborted)'; shards: string[] } {
     const shards = new Set(this.parked.keys());
     if (this.backendPool) shards.add(this.backendPool.shard.id);
-    const working = this.busy || this.syncPoints > 0 || this.extendedOpen || this.copyIn || this.scatter !== null || this.queue.length > 0;
+    if (this.ticket) shards.add(this.ticket.backend.shard.id);
+    const working = this.ticket !== null || this.busy || this.syncPoints > 0 || this.extendedOpen || this.copyIn || this.scatter !== null || this.queue.length > 0;
     const tx = this.currentStatus();
     const state = working ? 'active' : tx === 'T' ? 'idle in transaction' : tx === 'E' ? 'idle in transaction (aborted)' : 'idle';
     return { state, shards: [...shards].sort() };
@@ -2404,7 +2499,7 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
   /** What the session is doing, for the timeout sweep. */
   get activity(): SessionActivity {
     const be = this.backend;
-    if (this.scatter) return this.socket.writableNeedDrain ? 'client-not-reading' : 'active';
+    if (this.scatter || this.ticket) return this.socket.writableNeedDrain ? 'client-not-reading' : 'active';
     // COPY FROM STDIN waits for the client's data; an open extended batch without Sync, for its next message.
     if (this.copyIn || this.copy) return 'busy';
     if (be && (this.syncPoints > 0 || this.expectHead < this.expect.length)) return this.socket.writableNeedDrain ? 'client-not-reading' : 'active';
@@ -2421,12 +2516,13 @@ export class ClientSession implements BackendListener, NotificationSubscriber, T
   /** The timeout backstop: the shard(s) of the running request stopped answering. */
   abandon(err: PgError): void {
     if (this.scatter) this.scatter.abandon(err);
+    else if (this.ticket) this.ticket.abandon(err);
     else this.lost(err);
   }
 
   /** For graceful shutdown: true when no transaction or request is open. */
   get isIdle(): boolean {
-    return !this.backend && this.localTx === 'none' && this.queue.length === 0;
+    return !this.backend && this.ticket === null && this.localTx === 'none' && this.queue.length === 0;
   }
 
   close(reason: PgError): void {

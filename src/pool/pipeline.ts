@@ -1,0 +1,259 @@
+/**
+ * Statement pipelining: single-statement reads from different clients, outside any transaction, share a
+ * few backend connections. Each client's Query is appended to a connection's outgoing buffer and written
+ * with the others of the same event-loop turn in one syscall; Postgres answers them in order, and the
+ * answers are handed back in that order (each ends with its ReadyForQuery).
+ *
+ * Why: on a loopback or LAN round trip, the cost of a proxied statement is mostly syscalls and wake-ups.
+ * A leased connection costs one write and one read on the backend side per statement, and a wake-up of
+ * one Postgres process per statement; a shared connection costs them once per batch. Postgres itself
+ * runs a simple Query as its own implicit transaction, so statements of different clients that follow
+ * each other on one connection cannot see each other's state, provided each brings the connection's
+ * session settings in line first (done here as the normal path does it).
+ *
+ * The price is head-of-line blocking: a statement waits for those queued before it on its connection.
+ * A connection takes at most `depth` statements; beyond that the session leases a connection as usual.
+ */
+import { Backend } from '../protocol/codes.js';
+import type { TxStatus } from '../protocol/codes.js';
+import { PgError, SqlState } from '../protocol/errors.js';
+import { queryMessage } from '../protocol/messages.js';
+import type { BackendConnection, BackendListener } from './backend.js';
+import { stateSyncSql } from './state-sync.js';
+
+/** The session side of a pipelined statement. */
+export interface PipelineClient {
+  /** Bytes of this client's answer, in order; `from` is the connection whose read buffer holds them. */
+  pipelined(type: number, buf: Buffer, start: number, end: number, from: BackendConnection): void;
+  /** The end of a read from the connection: what was handed over so far is written out. */
+  pipelineChunkDone(): void;
+  /** The answer is complete (after its ReadyForQuery); `error` is the SQLSTATE if it failed. */
+  pipelineDone(status: TxStatus, error: string | null): void;
+  /** The connection died before the answer was complete. */
+  pipelineLost(err: PgError): void;
+}
+
+interface Entry {
+  client: PipelineClient;
+  /** ReadyForQuery messages of pgshard's own statements (settings) still to swallow before the client's answer. */
+  swallow: number;
+  /** The client went away or gave up: its answer is dropped. */
+  gone: boolean;
+  error: string | null;
+}
+
+/** The pool operations the pipeline needs (a narrow view of ShardPool). */
+export interface PipelinePool {
+  tryAcquire(): BackendConnection | null;
+  /** Opens a connection in the background when none is idle, so that a later submit finds one. */
+  prepareOne(): void;
+  release(c: BackendConnection): void;
+  destroy(c: BackendConnection): void;
+}
+
+const OUT_BYTES = 16 * 1024;
+
+class PipelinedConnection implements BackendListener {
+  readonly takesReusedChunks = true;
+  readonly entries: Entry[] = [];
+  private head = 0;
+  private out = Buffer.allocUnsafe(OUT_BYTES);
+  private outLen = 0;
+  private scheduled = false;
+  private current: Entry | null = null;
+
+  constructor(readonly be: BackendConnection, private readonly lane: Pipeline) {
+    be.listener = this;
+  }
+
+  get inFlight(): number {
+    return this.entries.length - this.head;
+  }
+
+  /** The entry whose answer is being read now. */
+  get running(): Entry | null {
+    return this.head < this.entries.length ? this.entries[this.head]! : null;
+  }
+
+  enqueue(e: Entry, query: Buffer, start: number, end: number, sync: string | null): void {
+    if (sync !== null) {
+      this.append(queryMessage(sync), 0);
+      e.swallow = 1;
+    }
+    this.entries.push(e);
+    this.append(query, start, end);
+    if (this.inFlight === 1) this.flush(); // nothing ahead of it: no reason to wait for company
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flushLater);
+    }
+  }
+
+  private append(b: Buffer, start: number, end = b.length): void {
+    const n = end - start;
+    if (this.outLen + n > this.out.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(this.out.length * 2, this.outLen + n));
+      this.out.copy(bigger, 0, 0, this.outLen);
+      this.out = bigger;
+    }
+    b.copy(this.out, this.outLen, start, end);
+    this.outLen += n;
+  }
+
+  private readonly flushLater = (): void => {
+    this.scheduled = false;
+    this.flush();
+  };
+
+  private flush(): void {
+    if (this.outLen === 0) return;
+    const bytes = this.out.subarray(0, this.outLen);
+    this.be.write(bytes);
+    this.outLen = 0;
+    // The socket kept a reference to what the kernel did not take: the next batch goes to new memory.
+    if (this.be.writableLength > 0) this.out = Buffer.allocUnsafe(OUT_BYTES);
+  }
+
+  message(type: number, buf: Buffer, start: number, end: number): void {
+    const e = this.running;
+    if (e === null) return; // nothing asked: an unsolicited message (the connection is checked at release)
+    if (e.swallow > 0) {
+      if (type === Backend.ReadyForQuery) e.swallow--;
+      return;
+    }
+    if (type === Backend.ErrorResponse && e.error === null) e.error = errorCode(buf, start, end);
+    if (!e.gone) {
+      if (this.current !== e) {
+        this.current?.client.pipelineChunkDone();
+        this.current = e;
+      }
+      e.client.pipelined(type, buf, start, end, this.be);
+    }
+    if (type !== Backend.ReadyForQuery) return;
+    this.head++;
+    if (this.head === this.entries.length) {
+      this.entries.length = 0;
+      this.head = 0;
+    }
+    this.current = null;
+    const status = String.fromCharCode(buf[start + 5]!) as TxStatus;
+    if (!e.gone) e.client.pipelineDone(status, e.error);
+    // Only a statement outside a transaction is pipelined: anything else leaves the connection unusable.
+    if (status !== 'I') this.lane.drop(this, true);
+    else if (this.inFlight === 0 && this.outLen === 0) this.lane.drop(this, false);
+  }
+
+  chunkDone(_buf: Buffer): void {
+    if (this.current !== null) {
+      this.current.client.pipelineChunkDone();
+      this.current = null;
+    }
+  }
+
+  lost(err: PgError): void {
+    this.lane.drop(this, true);
+    const waiting = this.entries.slice(this.head);
+    this.entries.length = 0;
+    this.head = 0;
+    for (const e of waiting) if (!e.gone) e.client.pipelineLost(err);
+  }
+
+  /** Fails everything queued here and closes the connection (a stuck shard: see Pipeline.abandon). */
+  fail(err: PgError): void {
+    this.lost(err);
+  }
+}
+
+export class Pipeline {
+  private readonly conns: PipelinedConnection[] = [];
+  /** Statements queued on a shared connection so far (a metric). */
+  submitted = 0;
+
+  constructor(
+    private readonly pool: PipelinePool,
+    /** How many connections of the pool may carry pipelined statements at once. */
+    private readonly maxConnections: number,
+    /** How many statements may be outstanding on one of them. */
+    private readonly depth: number,
+  ) {}
+
+  get enabled(): boolean {
+    return this.maxConnections > 0;
+  }
+
+  /**
+   * Queues a simple Query (its bytes are copied) on a shared connection whose settings are brought in line
+   * with `vars`; null when none can take it now (the caller leases a connection instead).
+   */
+  submit(client: PipelineClient, vars: ReadonlyMap<string, string>, query: Buffer, start: number, end: number): PipelineTicket | null {
+    let best: PipelinedConnection | null = null;
+    for (const c of this.conns) if (best === null || c.inFlight < best.inFlight) best = c;
+    if (best === null || (best.inFlight > 0 && this.conns.length < this.maxConnections)) {
+      const be = this.pool.tryAcquire();
+      if (be !== null) {
+        best = new PipelinedConnection(be, this);
+        this.conns.push(best);
+      } else this.pool.prepareOne();
+    }
+    if (best === null || best.inFlight >= this.depth) return null;
+    const e: Entry = { client, swallow: 0, gone: false, error: null };
+    this.submitted++;
+    best.enqueue(e, query, start, end, stateSyncSql(vars, best.be));
+    return new PipelineTicket(best, e);
+  }
+
+  /** Takes a connection out of the pipeline: back to the pool when it is idle and healthy, else closed. */
+  drop(c: PipelinedConnection, broken: boolean): void {
+    const i = this.conns.indexOf(c);
+    if (i < 0) return;
+    this.conns.splice(i, 1);
+    if (broken) this.pool.destroy(c.be);
+    else this.pool.release(c.be);
+  }
+
+  /** Connections carrying pipelined statements now, and the statements outstanding on them. */
+  stats(): { connections: number; inFlight: number } {
+    let inFlight = 0;
+    for (const c of this.conns) inFlight += c.inFlight;
+    return { connections: this.conns.length, inFlight };
+  }
+}
+
+/** A session's handle on its queued statement. */
+export class PipelineTicket {
+  constructor(private readonly conn: PipelinedConnection, private readonly entry: Entry) {}
+
+  /** Whether Postgres is running this statement now (nothing ahead of it on its connection). */
+  get running(): boolean {
+    return this.conn.running === this.entry;
+  }
+
+  get backend(): BackendConnection {
+    return this.conn.be;
+  }
+
+  /** The client no longer wants the answer (it disconnected): it is read and dropped. */
+  forget(): void {
+    this.entry.gone = true;
+  }
+
+  /**
+   * Gives up on the connection (its shard sends nothing): every statement queued on it fails with `err`,
+   * this one included, and the connection is closed.
+   */
+  abandon(err: PgError): void {
+    this.conn.fail(err);
+  }
+}
+
+function errorCode(buf: Buffer, start: number, end: number): string {
+  let p = start + 5;
+  while (p < end && buf[p] !== 0) {
+    const field = buf[p]!;
+    const z = buf.indexOf(0, p + 1);
+    if (z < 0 || z > end) break;
+    if (field === 0x43 /* C */) return buf.toString('latin1', p + 1, z);
+    p = z + 1;
+  }
+  return SqlState.InternalError;
+}
