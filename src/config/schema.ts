@@ -89,8 +89,11 @@ const pool = z
      * Transaction mode: single-statement reads outside a transaction are pipelined from many clients onto
      * at most this many connections per shard (0: off; every statement leases a connection).
      */
-    pipeline_connections: z.number().int().min(0).default(4),
-    /** Statements outstanding on one pipelined connection before a session leases a connection instead. */
+    pipeline_connections: z.number().int().min(0).default(8),
+    /**
+     * Statements outstanding on one pipelined connection before a session leases a connection instead;
+     * another connection joins the pipeline once every one has half this many.
+     */
     pipeline_depth: z.number().int().min(1).default(16),
   })
   .strict();
