@@ -552,6 +552,9 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
   private pipelines(analysis: Analysis): boolean {
     if (this.backend !== null || this.svc.poolMode !== 'transaction' || this.parked.size > 0 || this.localTx !== 'none' || this.txShard !== null) return false;
     if (this.svc.gate.active || this.pendingEffects.length > 0 || analysis.parseError !== null || analysis.statements.length !== 1) return false;
+    // A client that sent more behind this Query is pipelining itself: on a connection of its own its
+    // requests go out back to back, where a shared one would make each wait for the one before.
+    if (this.queue.length > 1) return false;
     const st = analysis.statements[0]!;
     if (st.tag !== 'SELECT' || st.session || st.tx || st.explainText || st.copy) return false;
     const facts = queryFacts(analysis);
