@@ -246,12 +246,28 @@ export class BackendConnection implements FrameSink {
     for (const h of this.closeHandlers) h(this);
   }
 
+  /**
+   * Set while the connection is shared by several clients (pipeline.ts): what a session writes is copied
+   * into the pipeline's queue, which writes it in order with the others'.
+   */
+  redirect: ((data: Buffer) => void) | null = null;
+
   write(data: Buffer): void {
+    if (this.redirect !== null) this.redirect(data);
+    else this.socket?.write(data);
+  }
+
+  /** Writes to the socket itself, whatever `redirect` says (the pipeline's own flush). */
+  sendNow(data: Buffer): void {
     this.socket?.write(data);
   }
 
   /** Writes several messages in one syscall where the socket allows (cork/uncork). */
   writev(parts: Buffer[]): void {
+    if (this.redirect !== null) {
+      for (const p of parts) this.redirect(p);
+      return;
+    }
     const s = this.socket;
     if (!s) return;
     if (parts.length === 1) {
@@ -269,6 +285,13 @@ export class BackendConnection implements FrameSink {
 
   /** Bytes written and not yet taken by the kernel: how far a stream pgshard forwards is ahead of the shard. */
   get writableLength(): number {
+    // Shared: what a session wrote was copied, nothing of its memory stays referenced.
+    if (this.redirect !== null) return 0;
+    return this.socket?.writableLength ?? 0;
+  }
+
+  /** Bytes the socket holds that the kernel has not taken yet. */
+  get socketBacklog(): number {
     return this.socket?.writableLength ?? 0;
   }
 

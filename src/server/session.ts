@@ -218,6 +218,8 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
 
   // A statement queued on a shared connection (pool/pipeline.ts): the queue waits until it is answered.
   private ticket: PipelineTicket | null = null;
+  /** The ticket is an extended-protocol batch written to the shared connection as if leased (this.backend). */
+  private ticketAttached = false;
   private ticketRequest: RequestTiming | undefined = undefined;
   private ticketSql: string | undefined = undefined;
 
@@ -561,6 +563,46 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
     return !facts.writes;
   }
 
+  /**
+   * Whether an extended-protocol batch may go on a shared connection: Parse/Bind/Describe messages and one
+   * Execute of a read-only SELECT with no effect on the session, then Sync, from a session as idle as
+   * pipelines() asks.
+   */
+  private sharesBatch(msgs: FrontendMessage[], portals: ReadonlyMap<string, PortalInfo>): boolean {
+    if (this.svc.poolMode !== 'transaction' || this.parked.size > 0 || this.localTx !== 'none' || this.txShard !== null || this.extendedOpen) return false;
+    if (this.svc.gate.active || this.pendingEffects.length > 0 || this.queue.length > 1) return false;
+    let executes = 0;
+    for (const m of msgs) {
+      if (m.type === Frontend.Execute) {
+        executes++;
+        const p = portals.get(readPortalName(m));
+        if (!p) return false;
+        const a = p.statement.analysis;
+        if (a.parseError !== null || a.statements.length !== 1) return false;
+        const st = a.statements[0]!;
+        if (st.tag !== 'SELECT' || !st.readOnly || st.session || st.tx || st.copy || st.explainText) return false;
+      } else if (m.type !== Frontend.Parse && m.type !== Frontend.Bind && m.type !== Frontend.Describe && m.type !== Frontend.Sync) return false;
+    }
+    return executes === 1;
+  }
+
+  /** Takes a place on one of the shard's shared connections and uses it as if leased; false when none can take it. */
+  private attachShared(shard: string): boolean {
+    const pool = this.svc.pools.get(shard);
+    if (!pool || !pool.pipeline.enabled) return false;
+    const ticket = pool.pipeline.attach(this);
+    if (ticket === null) return false;
+    this.ticket = ticket;
+    this.ticketAttached = true;
+    this.curLockBound = false;
+    this.backend = ticket.backend;
+    this.backendPool = pool;
+    this.curWrote = false;
+    this.preambleDone = false;
+    this.resetExpectations();
+    return true;
+  }
+
   /** Queues the Query on one of the shard's shared connections; false when none can take it now. */
   private pipeline(m: FrontendMessage, shard: string, target: Target, one: StatementInfo | undefined, text: string): boolean {
     const pool = this.svc.pools.get(shard);
@@ -648,6 +690,8 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
     }
     this.push(e);
     this.syncPoints++;
+    // A simple Query destroys the backend's unnamed statement, which may be another client's.
+    this.backend!.unnamedKey = null;
     this.backend!.write(m.buf.subarray(m.start, m.end));
     if (facts.copyFrom) this.copyIn = true;
     if (facts.writes) this.curWrote = true;
@@ -947,6 +991,13 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
       this.syncPoints++;
       this.backend.write(SYNC);
       this.extendedOpen = false;
+    }
+    if (!problem && endsWithSync && this.backend === null && (target.kind === 'shard' || target.kind === 'home') && this.sharesBatch(msgs, stmtByPortal) && this.attachShared(shard)) {
+      this.batch = [];
+      this.batchBytes = 0;
+      this.sendBatch(msgs, null, true);
+      this.ticket!.sent(this.syncPoints);
+      return true;
     }
     let ready: boolean | Promise<void>;
     try {
@@ -1579,8 +1630,14 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
   /** Transaction pooling: give the backend back as soon as nothing is outstanding and no transaction is open. */
   private maybeRelease(): void {
     const be = this.backend;
-    if (!be || this.svc.poolMode !== 'transaction' || this.busy || this.queue.length > 0) return;
-    if (this.syncPoints === 0 && !this.extendedOpen && !this.copyIn && be.txStatus === 'I') this.releaseBackend();
+    if (!be || this.svc.poolMode !== 'transaction' || this.busy) return;
+    // A shared connection is left as soon as the answers are in: the queue waits for that (see pump).
+    if (this.queue.length > 0 && !this.ticketAttached) return;
+    if (this.syncPoints === 0 && !this.extendedOpen && !this.copyIn && be.txStatus === 'I') {
+      const shared = this.ticketAttached;
+      this.releaseBackend();
+      if (shared) this.pump();
+    }
   }
 
   private releaseBackend(): void {
@@ -1592,7 +1649,11 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
     this.backendPool = null;
     this.preambleDone = false;
     this.resetExpectations();
-    pool.release(be);
+    if (this.ticketAttached) {
+      // The pipeline moves on to the next request by itself (it counted this one's ReadyForQuery messages).
+      this.ticket = null;
+      this.ticketAttached = false;
+    } else pool.release(be);
     if (this.pendingNotifications.length) this.flushNotifications();
   }
 
@@ -1928,6 +1989,11 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
 
   /** The leased backend died: every outstanding request gets an error, the session goes on. */
   lost(err: PgError): void {
+    const shared = this.ticketAttached;
+    if (shared) {
+      this.ticket = null;
+      this.ticketAttached = false;
+    }
     const pool = this.backendPool;
     const be = this.backend;
     const outstanding = this.syncPoints + (this.extendedOpen ? 1 : 0);
@@ -1957,6 +2023,7 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
     this.log.warn({ shard: pool?.shard.id, err: err.message }, 'backend connection lost');
     const w = this.idleWaiters.splice(0);
     for (const f of w) f();
+    if (shared) queueMicrotask(() => this.pump()); // what the client sent meanwhile waited for this answer
   }
 
   // ---------------------------------------------------------------- writing to the client
@@ -2431,6 +2498,11 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
     if (this.ticket) {
       this.ticket.forget(); // its answer is read and dropped; the shared connection goes on
       this.ticket = null;
+      if (this.ticketAttached) {
+        this.ticketAttached = false;
+        this.backend = null;
+        this.backendPool = null;
+      }
     }
     const be = this.backend;
     const pool = this.backendPool;
@@ -2449,10 +2521,11 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
   /** A CancelRequest naming this session: cancel what its backend is running, if anything. */
   cancel(): void {
     const be = this.backend;
-    if (be && (this.syncPoints > 0 || this.extendedOpen)) sendCancel(be.shard.host, be.shard.port, be.pid, be.secret);
     // A pipelined statement is cancelled only while it runs: what the connection runs otherwise is another client's.
     const t = this.ticket;
-    if (t && t.running) sendCancel(t.backend.shard.host, t.backend.shard.port, t.backend.pid, t.backend.secret);
+    if (t) {
+      if (t.running) sendCancel(t.backend.shard.host, t.backend.shard.port, t.backend.pid, t.backend.secret);
+    } else if (be && (this.syncPoints > 0 || this.extendedOpen)) sendCancel(be.shard.host, be.shard.port, be.pid, be.secret);
     this.scatter?.cancel();
   }
 
