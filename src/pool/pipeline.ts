@@ -67,12 +67,14 @@ class PipelinedConnection implements BackendListener {
   readonly takesReusedChunks = true;
   readonly entries: Entry[] = [];
   private head = 0;
-  private out = Buffer.allocUnsafe(OUT_BYTES);
+  /** Never referenced by the socket between flushes (see flush), so it may go to the next connection. */
+  out: Buffer;
   private outLen = 0;
   private scheduled = false;
   private current: Entry | null = null;
 
-  constructor(readonly be: BackendConnection, private readonly lane: Pipeline) {
+  constructor(readonly be: BackendConnection, private readonly lane: Pipeline, out: Buffer | undefined) {
+    this.out = out ?? Buffer.allocUnsafe(OUT_BYTES);
     be.listener = this;
     // What an attached session writes joins the queue's bytes, in the order of the entries.
     be.redirect = (b) => this.append(b, 0);
@@ -228,6 +230,8 @@ class PipelinedConnection implements BackendListener {
 
 export class Pipeline {
   private readonly conns: PipelinedConnection[] = [];
+  /** Outgoing buffers of connections that left, for the next ones (at low load one joins per request). */
+  private readonly spareOut: Buffer[] = [];
   /** Requests queued on a shared connection so far (a metric). */
   submitted = 0;
   private readonly growAt: number;
@@ -255,7 +259,7 @@ export class Pipeline {
     if (best === null || (best.inFlight >= this.growAt && this.conns.length < this.maxConnections)) {
       const be = this.pool.tryAcquire();
       if (be !== null) {
-        best = new PipelinedConnection(be, this);
+        best = new PipelinedConnection(be, this, this.spareOut.pop());
         this.conns.push(best);
       } else this.pool.prepareOne();
     }
@@ -316,6 +320,7 @@ export class Pipeline {
     if (i < 0) return;
     this.conns.splice(i, 1);
     c.detach();
+    if (this.spareOut.length < this.maxConnections && c.out.length === OUT_BYTES) this.spareOut.push(c.out);
     if (broken) this.pool.destroy(c.be);
     else this.pool.release(c.be);
   }

@@ -288,6 +288,13 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
    * at once, or any message other than a simple Query (statements, portals and COPY keep their bytes).
    */
   private onReusedChunk(chunk: Buffer): void {
+    // Extended-protocol messages stay referenced (batch, statements, portals): such a chunk is copied, a
+    // small allocation, instead of giving up the reader's 64 KiB buffer (whose replacement per read made
+    // the garbage collector the largest cost of a prepared statement).
+    if (!startsWithQueriesOnly(chunk)) {
+      this.onData(Buffer.from(chunk));
+      return;
+    }
     this.chunkOnlyQueries = true;
     this.onData(chunk);
     const be = this.backend;
@@ -2604,6 +2611,22 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
   close(reason: PgError): void {
     this.fatal(reason);
   }
+}
+
+/**
+ * Whether a chunk, walked message by message from its start, holds only simple Queries. A chunk that
+ * continues a message begun in the previous read walks as garbage: the answer only decides whether it is
+ * copied first, and the session still holds the buffer if a message other than a Query turns up.
+ */
+function startsWithQueriesOnly(chunk: Buffer): boolean {
+  let p = 0;
+  while (p + 5 <= chunk.length) {
+    if (chunk[p] !== Frontend.Query) return false;
+    const len = chunk.readInt32BE(p + 1);
+    if (len < 4) return false;
+    p += 1 + len;
+  }
+  return true;
 }
 
 function readPortalName(m: FrontendMessage): string {
