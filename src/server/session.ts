@@ -629,19 +629,11 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
         // As on a leased connection: the shard's connection is going away, not the client's session.
         this.fatalForwarded = true;
         this.flushRun();
-        this.socket.write(M.errorResponse({ severity: 'ERROR', code: f.C ?? SqlState.ConnectionFailure, message: f.M ?? 'backend terminated', ...(f.D ? { detail: f.D } : {}), ...(f.H ? { hint: f.H } : {}) }));
+        this.socket.write(fatalAsError(f));
         return;
       }
     }
-    if (this.runBuf === buf && this.runEnd === start) {
-      this.runEnd = end;
-      return;
-    }
-    this.flushRun();
-    this.runBuf = buf;
-    this.runFrom = from;
-    this.runStart = start;
-    this.runEnd = end;
+    this.forward(buf, start, end, from);
   }
 
   pipelineChunkDone(): void {
@@ -1881,7 +1873,7 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
         // clients recover from; lost() then only ends the unit with ReadyForQuery.
         this.fatalForwarded = true;
         this.flushRun();
-        this.socket.write(M.errorResponse({ severity: 'ERROR', code: f.C ?? SqlState.ConnectionFailure, message: f.M ?? 'backend terminated', ...(f.D ? { detail: f.D } : {}), ...(f.H ? { hint: f.H } : {}) }));
+        this.socket.write(fatalAsError(f));
       } else this.forward(buf, start, end);
     }
     if (h.kind === 'execute') this.completed(h);
@@ -1966,14 +1958,14 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
     }
   }
 
-  private forward(buf: Buffer, start: number, end: number): void {
+  private forward(buf: Buffer, start: number, end: number, from: BackendConnection | null = this.backend): void {
     if (this.runBuf === buf && this.runEnd === start) {
       this.runEnd = end;
       return;
     }
     this.flushRun();
     this.runBuf = buf;
-    this.runFrom = this.backend;
+    this.runFrom = from;
     this.runStart = start;
     this.runEnd = end;
   }
@@ -2611,6 +2603,11 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
   close(reason: PgError): void {
     this.fatal(reason);
   }
+}
+
+/** A FATAL the shard sent as it closed its connection, as the ERROR the client gets: its session goes on. */
+function fatalAsError(f: ReturnType<typeof M.decodeErrorFields>): Buffer {
+  return M.errorResponse({ severity: 'ERROR', code: f.C ?? SqlState.ConnectionFailure, message: f.M ?? 'backend terminated', ...(f.D ? { detail: f.D } : {}), ...(f.H ? { hint: f.H } : {}) });
 }
 
 /**
