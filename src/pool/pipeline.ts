@@ -23,7 +23,7 @@
 import { Backend } from '../protocol/codes.js';
 import type { TxStatus } from '../protocol/codes.js';
 import { PgError, SqlState } from '../protocol/errors.js';
-import { queryMessage } from '../protocol/messages.js';
+import { decodeErrorFields, queryMessage } from '../protocol/messages.js';
 import type { BackendConnection, BackendListener } from './backend.js';
 import { stateSyncSql } from './state-sync.js';
 
@@ -157,7 +157,7 @@ class PipelinedConnection implements BackendListener {
       if (type === Backend.ReadyForQuery) e.swallow--;
       return;
     }
-    if (type === Backend.ErrorResponse && e.error === null) e.error = errorCode(buf, start, end);
+    if (type === Backend.ErrorResponse && e.error === null) e.error = decodeErrorFields(buf, start, end).C ?? SqlState.InternalError;
     const client = e.client!;
     if (!e.gone) {
       this.switchTo(e);
@@ -364,16 +364,4 @@ export class PipelineTicket {
   abandon(err: PgError): void {
     this.conn.lost(err);
   }
-}
-
-function errorCode(buf: Buffer, start: number, end: number): string {
-  let p = start + 5;
-  while (p < end && buf[p] !== 0) {
-    const field = buf[p]!;
-    const z = buf.indexOf(0, p + 1);
-    if (z < 0 || z > end) break;
-    if (field === 0x43 /* C */) return buf.toString('latin1', p + 1, z);
-    p = z + 1;
-  }
-  return SqlState.InternalError;
 }

@@ -555,39 +555,38 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
   }
 
   /**
-   * Whether a simple Query may go on a shared connection: one read-only statement with no effect on the
-   * session, outside any transaction, from a session holding no connection and owing no session state.
+   * Whether this session may put its next request on a shared connection (pool/pipeline.ts): it holds no
+   * connection, is in no transaction and owes no session state, and has nothing else waiting (a client
+   * pipelining its own requests keeps them back to back on a connection of its own).
    */
-  private pipelines(analysis: Analysis): boolean {
-    if (this.backend !== null || this.svc.poolMode !== 'transaction' || this.parked.size > 0 || this.localTx !== 'none' || this.txShard !== null) return false;
-    if (this.svc.gate.active || this.pendingEffects.length > 0 || analysis.parseError !== null || analysis.statements.length !== 1) return false;
-    // A client that sent more behind this Query is pipelining itself: on a connection of its own its
-    // requests go out back to back, where a shared one would make each wait for the one before.
-    if (this.queue.length > 1) return false;
-    const st = analysis.statements[0]!;
-    if (st.tag !== 'SELECT' || st.session || st.tx || st.explainText || st.copy) return false;
-    const facts = queryFacts(analysis);
-    return !facts.writes;
+  private mayShare(): boolean {
+    return (
+      this.backend === null &&
+      !this.extendedOpen &&
+      this.svc.poolMode === 'transaction' &&
+      this.parked.size === 0 &&
+      this.localTx === 'none' &&
+      this.txShard === null &&
+      !this.svc.gate.active &&
+      this.pendingEffects.length === 0 &&
+      this.queue.length <= 1
+    );
   }
 
-  /**
-   * Whether an extended-protocol batch may go on a shared connection: Parse/Bind/Describe messages and one
-   * Execute of a read-only SELECT with no effect on the session, then Sync, from a session as idle as
-   * pipelines() asks.
-   */
+  /** A simple Query that may be pipelined: one statement that shares() allows. */
+  private pipelines(analysis: Analysis): boolean {
+    return analysis.parseError === null && analysis.statements.length === 1 && shares(analysis.statements[0]!) && this.mayShare();
+  }
+
+  /** An extended-protocol batch that may be pipelined: Parse/Bind/Describe, one Execute that shares() allows, Sync. */
   private sharesBatch(msgs: FrontendMessage[], portals: ReadonlyMap<string, PortalInfo>): boolean {
-    if (this.svc.poolMode !== 'transaction' || this.parked.size > 0 || this.localTx !== 'none' || this.txShard !== null || this.extendedOpen) return false;
-    if (this.svc.gate.active || this.pendingEffects.length > 0 || this.queue.length > 1) return false;
+    if (!this.mayShare()) return false;
     let executes = 0;
     for (const m of msgs) {
       if (m.type === Frontend.Execute) {
         executes++;
-        const p = portals.get(readPortalName(m));
-        if (!p) return false;
-        const a = p.statement.analysis;
-        if (a.parseError !== null || a.statements.length !== 1) return false;
-        const st = a.statements[0]!;
-        if (st.tag !== 'SELECT' || !st.readOnly || st.session || st.tx || st.copy || st.explainText) return false;
+        const a = portals.get(readPortalName(m))?.statement.analysis;
+        if (!a || a.parseError !== null || a.statements.length !== 1 || !shares(a.statements[0]!)) return false;
       } else if (m.type !== Frontend.Parse && m.type !== Frontend.Bind && m.type !== Frontend.Describe && m.type !== Frontend.Sync) return false;
     }
     return executes === 1;
@@ -991,7 +990,7 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
       this.backend.write(SYNC);
       this.extendedOpen = false;
     }
-    if (!problem && endsWithSync && this.backend === null && (target.kind === 'shard' || target.kind === 'home') && this.sharesBatch(msgs, stmtByPortal) && this.attachShared(shard)) {
+    if (!problem && endsWithSync && (target.kind === 'shard' || target.kind === 'home') && this.sharesBatch(msgs, stmtByPortal) && this.attachShared(shard)) {
       this.batch = [];
       this.batchBytes = 0;
       this.sendBatch(msgs, null, true);
@@ -2603,6 +2602,11 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
   close(reason: PgError): void {
     this.fatal(reason);
   }
+}
+
+/** A statement that may run on a connection shared with other clients: a read-only SELECT with no effect on the session. */
+function shares(st: StatementInfo): boolean {
+  return st.tag === 'SELECT' && st.readOnly && !st.session && !st.tx && !st.copy && !st.explainText;
 }
 
 /** A FATAL the shard sent as it closed its connection, as the ERROR the client gets: its session goes on. */

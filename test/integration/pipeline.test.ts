@@ -201,8 +201,12 @@ t.test('extended protocol: settings follow each client; simple and extended requ
   }
 });
 
-t.test("another client's simple Query on the shared connection does not lose a client's unnamed statement", async (t) => {
-  const proxy = await startProxy(t, shards.clusters, { pool: { pipeline_connections: 1 } });
+for (const [how, pool] of [
+  ['the shared connection', { pipeline_connections: 1 }],
+  ['a leased connection (one in the pool)', { pipeline_connections: 0, size: 1 }],
+] as const)
+t.test(`another client's simple Query on ${how} does not lose a client's unnamed statement`, async (t) => {
+  const proxy = await startProxy(t, shards.clusters, { pool });
   const raw = await RawClient.connect(proxy.port, { user: 'app', password: 'app', database: 'app' });
   t.teardown(() => raw.close());
   const other = await pgClient(proxy.port, { t });
