@@ -131,6 +131,10 @@ interface FrontendMessage {
   buf: Buffer;
   start: number;
   end: number;
+  /** A Parse message as read (see readParse): a batch looks at its Parses more than once. */
+  parsed?: { name: string; st: ClientStatement };
+  /** A Bind message's parameters as decoded (see readBind), for the same reason. */
+  params?: BindParams;
 }
 
 /** A statement after it was bound: where its Executes go. */
@@ -338,7 +342,7 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
       this.copy.onClient({ type, buf, start, end });
       return;
     }
-    this.queue.push({ type, buf, start, end });
+    this.queue.push({ type, buf, start, end, parsed: undefined, params: undefined });
     if (!this.busy) this.pump();
     if (this.queue.length > 2000 && !this.paused) {
       this.paused = true;
@@ -1156,6 +1160,10 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
   }
 
   private readParse(m: FrontendMessage): { name: string; st: ClientStatement } {
+    return (m.parsed ??= this.decodeParse(m));
+  }
+
+  private decodeParse(m: FrontendMessage): { name: string; st: ClientStatement } {
     const [name, p1] = M.readCString(m.buf, m.start + 5, m.end);
     const [text, p2] = M.readCString(m.buf, p1, m.end);
     const paramTypes = Buffer.from(m.buf.subarray(p2, m.end));
@@ -1210,7 +1218,7 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
         error: new PgError(SqlState.InvalidSqlStatementName, stmtName === '' ? 'unnamed prepared statement does not exist' : `prepared statement "${stmtName}" does not exist`),
       };
     const needsParams = st.analysis.statements.length === 1 && st.analysis.statements[0]!.route.type === 'keys';
-    return { portal, info: { statement: st, params: needsParams ? decodeBindParams(m.buf, p2, m.end) : null } };
+    return { portal, info: { statement: st, params: needsParams ? (m.params ??= decodeBindParams(m.buf, p2, m.end)) : null } };
   }
 
   /** Rewrites and sends a batch on the leased backend; `problem` stops it at that message with that error. */
@@ -1264,7 +1272,7 @@ export class ClientSession implements BackendListener, PipelineClient, Notificat
           this.push({ kind: 'bind', swallow: false });
           out.push(bname === stmtName ? raw : replaceName(m.buf, m.start, m.end, p1, p2 - 1, bname));
           const needsParams = st.analysis.statements.length === 1 && st.analysis.statements[0]!.route.type === 'keys';
-          boundPortals.set(portal, { statement: st, params: needsParams ? decodeBindParams(m.buf, p2, m.end) : null });
+          boundPortals.set(portal, { statement: st, params: needsParams ? (m.params ??= decodeBindParams(m.buf, p2, m.end)) : null });
           break;
         }
         case Frontend.Describe: {
