@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench.sh -- the pgshard benchmark suite (issue 8). One command: starts throw-away Postgres 15 clusters,
-# PgBouncer (transaction pooling), a bare Node.js byte relay (bench/relay.mjs), pgshard with one shard
+# PgBouncer (transaction pooling), a bare Node.js byte relay (bench/relay.mjs), a Node.js server that
+# answers pgbench -S from memory (bench/canned.mjs: the client side alone, a floor), pgshard with one shard
 # and pgshard with three shards (pgbench tables sharded by aid/tid/bid/aid, loaded through pgshard),
 # then runs every workload against every target INTERLEAVED (A, B, C, A, B, C, ...).
 #
@@ -8,8 +9,9 @@
 # Environment (defaults in brackets):
 #   DURATION [3] seconds per run   REPS [2]   CLIENTS ["1 16 64"] for the -S workloads   THREADS [2]
 #   MODES ["simple extended prepared"]  SCALE [10]   POOL_SIZE [20] (PgBouncer and pgshard, per shard)
-#   TARGETS ["direct pgbouncer relay pgshard1 pgshard3"]
-#   WORKLOADS ["select tpcb xshard idle storm"]  (select = -S x MODES x CLIENTS; xshard = count + top10)
+#   TARGETS ["direct pgbouncer relay canned pgshard1 pgshard3"]  (canned runs the simple -S workloads only)
+#   WORKLOADS ["select rate tpcb xshard idle storm"]  (select = -S x MODES x CLIENTS; rate = -S -M simple
+#     -c 16 at RATE [10000] transactions/s, the same load for every target; xshard = count + top10)
 #   TPCB_CLIENTS [8]  XSHARD_CLIENTS [4]  STORM_CLIENTS [8]  IDLE_CONNS [5000]  WARMUP [1] s per target
 #   PROFILE [0] 1 (or --cpu-prof) = run pgshard under `node --cpu-prof`, profiles in <results>/prof
 #   PG_BIN [/usr/lib/postgresql/15/bin]  PG_OS_USER [postgres]  INSTALL_PGBOUNCER [1]  KEEP [0]
@@ -33,8 +35,9 @@ THREADS=${THREADS:-2}
 MODES=${MODES:-"simple extended prepared"}
 SCALE=${SCALE:-10}
 POOL_SIZE=${POOL_SIZE:-20}
-TARGETS=${TARGETS:-"direct pgbouncer relay pgshard1 pgshard3"}
-WORKLOADS=${WORKLOADS:-"select tpcb xshard idle storm"}
+TARGETS=${TARGETS:-"direct pgbouncer relay canned pgshard1 pgshard3"}
+WORKLOADS=${WORKLOADS:-"select rate tpcb xshard idle storm"}
+RATE=${RATE:-10000}
 TPCB_CLIENTS=${TPCB_CLIENTS:-8}
 XSHARD_CLIENTS=${XSHARD_CLIENTS:-4}
 STORM_CLIENTS=${STORM_CLIENTS:-8}
@@ -216,6 +219,14 @@ start_relay() {
   log "relay on 127.0.0.1:$RELAY_PORT (pid $RELAY_PID)"
 }
 
+start_canned() {
+  CANNED_PORT=$(free_port)
+  node "$BENCH/canned.mjs" "$CANNED_PORT" </dev/null >"$OUT/logs/canned.log" 2>&1 &
+  CANNED_PID=$!; PIDS_TO_STOP+=("$CANNED_PID:canned")
+  wait_answers "$CANNED_PORT" 10 "$CANNED_PID" || { warn "canned does not answer"; return 1; }
+  log "canned on 127.0.0.1:$CANNED_PORT (pid $CANNED_PID)"
+}
+
 start_pgshard() { # name shards-yaml tables-yaml -> sets SH_PORT SH_PID
   local name=$1 cfg=$WORK/$1.yaml node_args=()
   [[ -f $PGSHARD_CLI ]] || { warn "$PGSHARD_CLI missing (npm run build?)"; return 1; }
@@ -249,6 +260,7 @@ wl_list() { # expands WORKLOADS into run-able workload names (idle is separate)
   for w in $WORKLOADS; do
     case $w in
       select) for m in $MODES; do for c in $CLIENTS; do echo "S-$m-c$c"; done; done ;;
+      rate) echo rate-c16 ;;
       tpcb) echo tpcb ;;
       xshard) echo xshard-count; echo xshard-top10 ;;
       storm) echo storm ;;
@@ -261,6 +273,7 @@ wl_args() { # workload -> pgbench arguments
   local w=$1 c m
   case $w in
     S-*) m=${w#S-}; m=${m%-c*}; c=${w##*-c}; echo "-S -M $m -c $c -j $((c < THREADS ? c : THREADS))" ;;
+    rate-*) c=${w##*-c}; echo "-S -M simple -c $c -j $((c < THREADS ? c : THREADS)) -R $RATE" ;;
     tpcb) echo "-b tpcb-like -c $TPCB_CLIENTS -j $THREADS" ;;
     xshard-count) echo "-f $WORK/count.sql -c $XSHARD_CLIENTS -j $THREADS" ;;
     xshard-top10) echo "-f $WORK/top10.sql -c $XSHARD_CLIENTS -j $THREADS" ;;
@@ -342,6 +355,7 @@ main() {
       direct) T_PORT[direct]=$PG0_PORT; ACTIVE+=" direct" ;;
       pgbouncer) start_pgbouncer && { T_PORT[pgbouncer]=$BOUNCER_PORT; T_PID[pgbouncer]=$BOUNCER_PID; ACTIVE+=" pgbouncer"; } || warn "skipping pgbouncer" ;;
       relay) start_relay && { T_PORT[relay]=$RELAY_PORT; T_PID[relay]=$RELAY_PID; ACTIVE+=" relay"; } || warn "skipping relay" ;;
+      canned) start_canned && { T_PORT[canned]=$CANNED_PORT; T_PID[canned]=$CANNED_PID; ACTIVE+=" canned"; } || warn "skipping canned" ;;
       pgshard1)
         if start_pgshard pgshard1 "  - { id: s0, host: 127.0.0.1, port: $PG0_PORT, database: $BENCH_DB, user: $BENCH_USER, password: $BENCH_PASSWORD }" \
           "  pgbench_accounts: { shard_key: aid, key_type: bigint }"; then
@@ -370,14 +384,14 @@ main() {
   TOTAL_NODE=$(node -v)
   META_TARGETS=$ACTIVE PGV="$("$PG_BIN/postgres" --version | awk '{print $3}')" PGBV="${BOUNCER_VERSION:-}" COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || true)" \
     DURATION="$DURATION" REPS="$REPS" CLIENTS="$CLIENTS" THREADS="$THREADS" SCALE="$SCALE" POOL_SIZE="$POOL_SIZE" WORKLOADS="$WORKLOADS" \
-    TPCB_CLIENTS="$TPCB_CLIENTS" XSHARD_CLIENTS="$XSHARD_CLIENTS" STORM_CLIENTS="$STORM_CLIENTS" IDLE_CONNS="$IDLE_CONNS" PROFILE="$PROFILE" \
+    RATE="$RATE" TPCB_CLIENTS="$TPCB_CLIENTS" XSHARD_CLIENTS="$XSHARD_CLIENTS" STORM_CLIENTS="$STORM_CLIENTS" IDLE_CONNS="$IDLE_CONNS" PROFILE="$PROFILE" \
     node -e '
     const os = require("os"), e = process.env;
     console.log(JSON.stringify({ date: new Date().toISOString(), host: os.hostname(), cpus: os.cpus().length, cpu_model: os.cpus()[0]?.model,
       loadavg: os.loadavg(), mem_gib: +(os.totalmem() / 2 ** 30).toFixed(1), kernel: os.release(), node: process.version,
       postgres: e.PGV, pgbouncer: e.PGBV || null, pgshard_commit: e.COMMIT || null, duration_s: +e.DURATION, reps: +e.REPS,
       clients: e.CLIENTS, threads: +e.THREADS, scale: +e.SCALE, pool_size: +e.POOL_SIZE, targets: e.META_TARGETS.split(" "),
-      workloads: e.WORKLOADS, tpcb_clients: +e.TPCB_CLIENTS, xshard_clients: +e.XSHARD_CLIENTS, storm_clients: +e.STORM_CLIENTS,
+      workloads: e.WORKLOADS, rate: +e.RATE, tpcb_clients: +e.TPCB_CLIENTS, xshard_clients: +e.XSHARD_CLIENTS, storm_clients: +e.STORM_CLIENTS,
       idle_conns: +e.IDLE_CONNS, profile: e.PROFILE === "1" }, null, 2))' >"$OUT/meta.json"
 
   if [[ $WARMUP -gt 0 ]]; then
@@ -391,7 +405,11 @@ main() {
   log "targets: $ACTIVE | workloads: $(echo $wls) | -T $DURATION x $REPS reps, interleaved"
   for rep in $(seq 1 "$REPS"); do
     for w in $wls; do
-      for t in $ACTIVE; do measure "$rep" "$w" "$t"; done
+      for t in $ACTIVE; do
+        # canned answers the simple-protocol -S statements only
+        [[ $t == canned && $w != S-simple-* && $w != rate-* ]] && continue
+        measure "$rep" "$w" "$t"
+      done
     done
   done
   if [[ " $WORKLOADS " == *" idle "* ]]; then

@@ -78,7 +78,7 @@ md += '\nTPS: mean over clean runs (min–max over reps). Ratios: mean TPS again
 md += 'Latency from pgbench --log (per transaction). CPU µs/txn: user+system time of the process tree from /proc over the run.\n';
 
 // SVG: one group per workload, one bar per target, bar length relative to the best target of that workload
-const colors = { direct: '#4c78a8', pgbouncer: '#f58518', relay: '#9d9d9d', pgshard1: '#54a24b', pgshard3: '#2e7d32' };
+const colors = { direct: '#4c78a8', pgbouncer: '#f58518', relay: '#9d9d9d', canned: '#bab0ac', pgshard1: '#54a24b', pgshard3: '#2e7d32' };
 const workloads = [...new Set(summary.map((s) => s.workload))];
 const targets = [...new Set(summary.map((s) => s.target))];
 const barH = 13, gap = 10, left = 200, width = 820, plotW = width - left - 120;
