@@ -399,8 +399,10 @@ function shapeUsable(full: Analysis, shape: Analysis): boolean {
   if (b.session || b.tx || b.copy || b.explain || b.merge || b.generateKey || b.nonTransactional || (b.insertRows ?? 1) > 1) return false;
   if (a.notConcatenable !== null || b.notConcatenable !== null) return false;
   if (a.tag !== b.tag || a.readOnly !== b.readOnly || a.route.type !== b.route.type) return false;
-  if (b.route.type !== 'keys' && b.route.type !== 'none') return false;
+  // Reference-table statements route by their tables alone (writes to every shard, with the client's text).
+  if (b.route.type !== 'keys' && b.route.type !== 'none' && b.route.type !== 'reference') return false;
   if (a.route.type === 'keys' && b.route.type === 'keys' && (a.route.table !== b.route.table || a.route.keys.length !== b.route.keys.length)) return false;
+  if (a.route.type === 'reference' && b.route.type === 'reference' && (a.route.write !== b.route.write || a.route.tables.join('\0') !== b.route.tables.join('\0'))) return false;
   return true;
 }
 
