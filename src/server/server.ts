@@ -303,7 +303,7 @@ export class PgShardServer {
   private shaped(sql: string): { analysis: Analysis; params: BindParams } | null {
     const ls = literalShape(sql);
     if (!ls) return null;
-    const known = this.shapes.get(ls.shape);
+    const known = this.shapes.get(ls.key);
     if (known === false) return null;
     const n = ls.literals.length;
     const params: BindParams = { values: new Array<Buffer>(n), formats: new Array<0>(n) };
@@ -314,7 +314,7 @@ export class PgShardServer {
     if (known) return { analysis: known, params };
     const full = this.analyzer.analyze(sql);
     const shape = this.analyzer.analyze(ls.shape);
-    this.shapes.set(ls.shape, shapeUsable(full, shape) && sameRoute(this.router, full, shape, params) ? shape : false);
+    this.shapes.set(ls.key, shapeUsable(full, shape) && sameRoute(this.router, full, shape, params) ? shape : false);
     return null; // this once, the full analysis answers
   }
   private recoveryTimer: NodeJS.Timeout | null = null;

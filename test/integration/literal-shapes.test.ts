@@ -43,3 +43,29 @@ t.test('reference-table writes differing in literals are parsed once and reach e
     t.same(log.rows[0], { n: 40, ok: 40 }, `shard s${k} has every insert with its own values`);
   }
 });
+
+t.test('inline decimals share a shape, and a decimal where the key is never takes an integer shape', async (t) => {
+  for (const s of shards.clusters) {
+    const d = await directClient(s, { t });
+    await d.query('CREATE TABLE items (id bigint PRIMARY KEY, price numeric NOT NULL)');
+  }
+  const proxy = await startProxy(t, shards.clusters, { tables: { items: { shard_key: 'id', key_type: 'bigint' } } });
+  const c = await pgClient(proxy.port, { t });
+  for (let id = 1; id <= 10; id++) await c.query(`INSERT INTO items (id, price) VALUES (${id}, ${id}.5)`);
+  const stats = proxy.server.analyzer.stats;
+  const want: [string, string][] = [];
+  let misses = 0;
+  for (let id = 1; id <= 10; id++) {
+    await c.query(`UPDATE items SET price = price + ${id}.25e1 WHERE id = ${id}`);
+    if (id === 1) misses = stats.misses; // the first of the shape: the text and the shape are analysed
+    want.push([String(id), String(id + 0.5 + (id + 0.25) * 10)]);
+  }
+  t.equal(stats.misses, misses, 'nine updates with other decimals and keys: no statement parsed again');
+  const got = (await c.query('SELECT id, price FROM items ORDER BY id')).rows.map((r) => [r.id, String(Number(r.price))]);
+  t.same(got, want, 'every row has its own price');
+  // `id = 5` teaches the integer shape; `id = 5.0` and `id = 5.5` compare numerically, as in Postgres.
+  t.same((await c.query('SELECT id FROM items WHERE id = 5')).rows, [{ id: '5' }]);
+  t.same((await c.query('SELECT id FROM items WHERE id = 5.0')).rows, [{ id: '5' }], 'id = 5.0 finds row 5');
+  t.same((await c.query('SELECT id FROM items WHERE id = 5.5')).rows, [], 'id = 5.5 finds nothing (no error)');
+  t.same((await c.query('SELECT id FROM items WHERE id = 7.0')).rows, [{ id: '7' }], 'the decimal shape is not the integer one');
+});
