@@ -89,13 +89,13 @@ export class TransactionCoordinator {
     const gid = this.newGid();
     this.inFlight.add(gid);
     try {
-      const prepared = await Promise.allSettled(writers.map((w) => this.run(w, `PREPARE TRANSACTION '${gid}'`, true)));
+      const prepared = await Promise.allSettled(writers.map((w, i) => this.run(w, `PREPARE TRANSACTION '${participantGid(gid, i)}'`, true)));
       const failed = prepared.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
       if (failed) {
         // Presumed abort: no decision was logged; undo what was prepared and what was not.
         await Promise.all(
           writers.map((w, i) =>
-            (prepared[i]!.status === 'fulfilled' ? this.run(w, `ROLLBACK PREPARED '${gid}'`, false) : this.run(w, 'ROLLBACK', false)).catch(() => undefined),
+            (prepared[i]!.status === 'fulfilled' ? this.run(w, `ROLLBACK PREPARED '${participantGid(gid, i)}'`, false) : this.run(w, 'ROLLBACK', false)).catch(() => undefined),
           ),
         );
         await this.rollbackAll(readers);
@@ -109,12 +109,12 @@ export class TransactionCoordinator {
         );
       } catch (e) {
         // No decision is known to be durable: presumed abort, as if PREPARE had failed.
-        await Promise.all(writers.map((w) => this.run(w, `ROLLBACK PREPARED '${gid}'`, false).catch(() => undefined)));
+        await Promise.all(writers.map((w, i) => this.run(w, `ROLLBACK PREPARED '${participantGid(gid, i)}'`, false).catch(() => undefined)));
         await this.rollbackAll(readers);
         this.stats.aborted++;
         throw new PgError(SqlState.ConnectionFailure, `the commit decision could not be recorded (${(e as Error).message}): the transaction was rolled back on every shard`, { hint: 'Check that the metadata database is reachable, then retry the transaction.' });
       }
-      const results = await Promise.allSettled(writers.map((w) => this.run(w, `COMMIT PREPARED '${gid}'`, false)));
+      const results = await Promise.allSettled(writers.map((w, i) => this.run(w, `COMMIT PREPARED '${participantGid(gid, i)}'`, false)));
       if (results.every((r) => r.status === 'fulfilled')) this.log.markDone(gid);
       else {
         this.logger.warn({ gid }, 'COMMIT PREPARED failed on a shard; recovery will finish it');
@@ -195,18 +195,20 @@ export class TransactionCoordinator {
         this.logger.warn({ shard, err: (e as Error).message }, 'recovery: shard unreachable');
         continue;
       }
-      for (const [gid] of rows) {
-        if (!gid || this.inFlight.has(gid)) continue;
+      for (const [prepared] of rows) {
+        if (!prepared) continue;
+        const gid = transactionGid(prepared);
+        if (this.inFlight.has(gid)) continue;
         // The log as it is now, not as it was when this pass began: a transaction that was decided (and
         // left this process's in-flight set) since then must be committed, never presumed aborted.
         const commit = this.log.isDecided(gid);
         try {
-          await queryShard(pool, `${commit ? 'COMMIT' : 'ROLLBACK'} PREPARED '${gid}'`);
-          this.logger.info({ shard, gid, action: commit ? 'commit' : 'rollback' }, 'recovered prepared transaction');
+          await queryShard(pool, `${commit ? 'COMMIT' : 'ROLLBACK'} PREPARED '${prepared}'`);
+          this.logger.info({ shard, gid: prepared, action: commit ? 'commit' : 'rollback' }, 'recovered prepared transaction');
         } catch (e) {
           if (!seen.has(gid)) seen.set(gid, new Set());
           seen.get(gid)!.add(shard);
-          this.logger.warn({ shard, gid, err: (e as Error).message }, 'recovery: could not finish prepared transaction');
+          this.logger.warn({ shard, gid: prepared, err: (e as Error).message }, 'recovery: could not finish prepared transaction');
         }
       }
     }
@@ -218,4 +220,18 @@ export class TransactionCoordinator {
   close(): void {
     if (this.retryTimer) clearTimeout(this.retryTimer);
   }
+}
+
+/**
+ * The name a transaction is prepared under on its i-th participant. Postgres's prepared-transaction names
+ * are unique per cluster, not per database, and two shards may be two databases of one cluster: each
+ * participant gets its own name, and the decision log keeps the transaction's.
+ */
+export function participantGid(gid: string, i: number): string {
+  return `${gid}_p${i}`;
+}
+
+/** The transaction a prepared name belongs to (names without a participant suffix are their own). */
+export function transactionGid(prepared: string): string {
+  return prepared.replace(/_p\d+$/, '');
 }

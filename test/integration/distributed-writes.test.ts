@@ -255,7 +255,9 @@ t.test('a shard that goes away between PREPARE and COMMIT PREPARED: COMMIT, then
   t.same(await holdersOf(b), [], 'not yet visible on s1');
   t.equal(p.server.coordinator.inDoubt, 1, 'one transaction in doubt');
   const records = async () => (await readFile(path.join(dir, 'txlog.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { gid?: string; shards?: string[]; done?: string });
-  const [gid] = (await s.direct<{ gid: string }>('s1', `select gid from pg_prepared_xacts where gid like 'pgshard_relay1_%'`)).map((r) => r.gid);
+  const [prepared] = (await s.direct<{ gid: string }>('s1', `select gid from pg_prepared_xacts where gid like 'pgshard_relay1_%'`)).map((r) => r.gid);
+  t.match(prepared, /_p\d+$/, 'prepared under its participant name');
+  const gid = prepared!.replace(/_p\d+$/, '');
   t.same((await records()).filter((r) => r.gid === gid || r.done === gid), [{ gid, shards: ['s0', 's1'] }], `the decision for ${gid} is in the transaction log, not yet done`);
   await sleep(2500);
   t.ok(relay.resets >= 2, `the coordinator keeps retrying while s1 is unreachable (${relay.resets} resets)`);
