@@ -4,11 +4,15 @@
  * `pending()` gives the decided transactions whose participants may still hold them prepared; every
  * other prepared transaction of this instance is rolled back (presumed abort).
  *
+ * Decisions are group-committed: those recorded while an fsync is under way are written and fsynced
+ * together by the next one, and the fsync runs off the event loop, so a slow disk delays only the
+ * transactions committing, not every client of the process.
+ *
  * Format: one JSON object per line, `{"gid":…, "shards":[…]}` for a decision and `{"done":gid}` when
  * finished. A torn last line (crash mid-write) is ignored: its decision was never acknowledged, and its
  * COMMIT PREPARED was never sent, so presumed abort is right for it.
  */
-import { openSync, fsyncSync, writeSync, closeSync, readFileSync, existsSync, mkdirSync, renameSync } from 'node:fs';
+import { openSync, fsync, fsyncSync, writeSync, closeSync, readFileSync, existsSync, mkdirSync, renameSync } from 'node:fs';
 import path from 'node:path';
 
 /** Where two-phase commit decisions are kept: this file, or the metadata database (topology/decision-log.ts). */
@@ -23,10 +27,23 @@ export interface DecisionLog {
   close(): void;
 }
 
+interface Decision {
+  gid: string;
+  shards: string[];
+  resolve(): void;
+  reject(e: Error): void;
+}
+
 export class TxLog implements DecisionLog {
   private fd: number;
   private readonly decided = new Map<string, string[]>();
   private doneSinceCompact = 0;
+  /** Decisions waiting for the fsync under way to finish; they go to disk with the next one. */
+  private queued: Decision[] = [];
+  private syncing = false;
+  /** The file is rewritten (compact) or closed only between fsyncs: one under way covers the old file. */
+  private compactDue = false;
+  private closeDue = false;
 
   private constructor(private readonly file: string) {
     mkdirSync(path.dirname(file), { recursive: true });
@@ -60,18 +77,57 @@ export class TxLog implements DecisionLog {
     return this.decided.has(gid);
   }
 
-  /** Makes the commit decision durable. Synchronous on purpose: nothing may be sent before it is on disk. */
-  recordCommit(gid: string, shards: string[]): void {
-    writeSync(this.fd, JSON.stringify({ gid, shards }) + '\n');
-    fsyncSync(this.fd);
-    this.decided.set(gid, shards);
+  /** Makes the commit decision durable: resolves once it is on disk (nothing may be sent before). */
+  recordCommit(gid: string, shards: string[]): Promise<void> {
+    if (this.closeDue || this.fd < 0) return Promise.reject(new Error('the transaction log is closed'));
+    return new Promise<void>((resolve, reject) => {
+      this.queued.push({ gid, shards, resolve, reject });
+      if (!this.syncing) this.syncQueued();
+    });
+  }
+
+  private syncQueued(): void {
+    const batch = this.queued;
+    this.queued = [];
+    try {
+      writeSync(this.fd, batch.map((d) => JSON.stringify({ gid: d.gid, shards: d.shards }) + '\n').join(''));
+    } catch (e) {
+      for (const d of batch) d.reject(e as Error);
+      return;
+    }
+    this.syncing = true;
+    fsync(this.fd, (err) => {
+      this.syncing = false;
+      if (err) for (const d of batch) d.reject(err);
+      else
+        for (const d of batch) {
+          this.decided.set(d.gid, d.shards);
+          d.resolve();
+        }
+      this.betweenSyncs();
+    });
+  }
+
+  /** What waited for the fsync under way: a rewrite or close of the file, then the next batch. */
+  private betweenSyncs(): void {
+    if (this.compactDue) this.compact();
+    if (this.closeDue) {
+      this.closeNow();
+      for (const d of this.queued.splice(0)) d.reject(new Error('the transaction log is closed'));
+      return;
+    }
+    if (this.queued.length > 0) this.syncQueued();
   }
 
   /** Every participant committed: the decision is no longer needed (no fsync: losing it only repeats work). */
   markDone(gid: string): void {
     if (!this.decided.delete(gid)) return;
     writeSync(this.fd, JSON.stringify({ done: gid }) + '\n');
-    if (++this.doneSinceCompact > 10_000) this.compact();
+    if (++this.doneSinceCompact > 10_000) {
+      // The rewrite keeps only decisions known durable: one whose fsync is under way must stay in the file.
+      if (this.syncing) this.compactDue = true;
+      else this.compact();
+    }
   }
 
   /** Rewrites the file with only the pending decisions. */
@@ -88,10 +144,17 @@ export class TxLog implements DecisionLog {
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = openSync(this.file, 'a');
     this.doneSinceCompact = 0;
+    this.compactDue = false;
   }
 
   close(): void {
+    if (this.syncing) this.closeDue = true;
+    else this.closeNow();
+  }
+
+  private closeNow(): void {
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;
+    this.closeDue = false;
   }
 }
