@@ -7,11 +7,12 @@
  *
  * Only what cannot change a statement's meaning is replaced: integers of at most 18 digits, decimals
  * (`12.50`, `1e-3`; no sign) and plain '…' strings, never inside identifiers, typed literals
- * (`date '…'`) or E'…'/B'…'/X'…'/U&'…' strings. A decimal compares with an integer key differently from
- * a parameter (`id = 5.5` matches no row; `id = $1` with '5.5' is an error), so texts with a decimal where
- * another has an integer or a string do not share a shape: `key` tells them apart. A text with comments, dollar signs or backslashes is left alone. Before
- * a shape is trusted, its analysis (with these literals as parameters) must route exactly as the full
- * analysis of the first text that had it; a shape that does not is remembered as unusable.
+ * (`date '…'`) or E'…'/B'…'/X'…'/U&'…' strings. A text with comments, dollar signs or backslashes is
+ * left alone. A decimal compares with an integer key differently from a parameter (`id = 5.5` matches
+ * no row; `id = $1` with '5.5' is an error), so texts with a decimal where another has an integer or a
+ * string do not share a shape: `key` tells them apart. Before a shape is trusted, its analysis (with
+ * these literals as parameters) must route exactly as the full analysis of the first text that had it;
+ * a shape that does not is remembered as unusable.
  */
 export interface LiteralShape {
   /** The text with its literals replaced by $1, $2, …: what is analysed. */
