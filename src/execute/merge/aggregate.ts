@@ -9,7 +9,7 @@
  * Types are checked before the first row goes out (`typecheck`): a partial whose type cannot be merged
  * exactly (a float sum depends on the order of addition) is refused with 0A000, never approximated.
  */
-import type { AggregatePlan, GroupMergePlan } from '../../sql/types.js';
+import type { AggregatePlan, FinalExpr, GroupMergePlan } from '../../sql/types.js';
 import { formatArray, ARRAY_ELEMENT, parseArray } from '../arrays.js';
 import * as N from '../numeric.js';
 import { type Field, type Row } from '../rows.js';
@@ -399,6 +399,16 @@ export class GroupMerger {
     });
   }
 
+  /** Whether ORDER BY needs anything but GROUP BY columns (Postgres then sorts the aggregated groups). */
+  private sortsAfterGrouping(): boolean {
+    return this.plan.order.some((o) => !('column' in o.expr) || !this.plan.keys.includes(o.expr.column));
+  }
+
+  /** Evaluates the computed columns Postgres does not postpone past a sort, for their errors only. */
+  private computeUnpostponed(ev: Evaluator): void {
+    for (const e of this.plan.outputs) if (!('column' in e) && !('agg' in e) && operatorCost(e) <= POSTPONE_COST) ev.eval(e);
+  }
+
   /** Runs the finishing steps on an empty group, so that type problems surface before any row is sent. */
   typecheck(): void {
     const g = this.newGroup(null);
@@ -446,9 +456,28 @@ export class GroupMerger {
     }
     const lim = this.plan.limit;
     if (lim !== undefined) {
-      if (lim.count !== 0) rows.slice(0, lim.offset).forEach(values); // Postgres computes the rows OFFSET skips (not under LIMIT 0)
+      if (lim.count !== 0) {
+        rows.slice(0, lim.offset).forEach(values); // Postgres computes the rows OFFSET skips (not under LIMIT 0)
+        // Sorted by anything but the GROUP BY columns, the groups are sorted after aggregating, and
+        // Postgres computes every group's select list before the sort, except the columns costly enough
+        // to be put off past it (make_sort_input_target); so their errors surface, even for dropped groups.
+        if (this.sortsAfterGrouping()) for (const r of rows.slice(lim.offset)) this.computeUnpostponed(r.ev);
+      }
       rows = rows.slice(lim.offset, lim.count === null ? undefined : lim.offset + lim.count);
     }
     return rows.map((r) => dataRowOf(values(r)));
   }
+}
+
+/**
+ * Postgres puts off past a Sort + Limit the select-list expressions costing more than 10 operators
+ * (make_sort_input_target: "more than 10X cpu_operator_cost"); a built-in operator, function or
+ * conversion costs one.
+ */
+const POSTPONE_COST = 10;
+
+function operatorCost(e: FinalExpr): number {
+  if ('op' in e || 'fn' in e) return 1 + e.args.reduce((n, a) => n + operatorCost(a), 0);
+  if ('cast' in e) return 1 + operatorCost(e.arg);
+  return 0;
 }
