@@ -8,6 +8,7 @@
 // Usage: node bench/canned.mjs LISTEN_PORT   (needs `npm run build`: it imports pgshard's dist/)
 import net from 'node:net';
 import { Framer, takeStartupPacket } from '../dist/protocol/framer.js';
+import * as M from '../dist/protocol/messages.js';
 import { readClientDirectly } from '../dist/server/client-reader.js';
 
 const port = Number(process.argv[2]);
@@ -16,58 +17,22 @@ if (!port) {
   process.exit(2);
 }
 
-const message = (type, body) => {
-  const b = Buffer.alloc(5 + body.length);
-  b[0] = type.charCodeAt(0);
-  b.writeInt32BE(4 + body.length, 1);
-  body.copy(b, 5);
-  return b;
-};
-const int32 = (n) => {
-  const b = Buffer.alloc(4);
-  b.writeInt32BE(n);
-  return b;
-};
-const cstr = (s) => Buffer.from(s + '\0');
-const field = (name, oid) => {
-  const f = Buffer.alloc(18);
-  f.writeInt32BE(oid, 6);
-  f.writeInt16BE(-1, 10);
-  f.writeInt32BE(-1, 12);
-  return Buffer.concat([cstr(name), f]);
-};
-const rowOf = (values) => {
-  const parts = [Buffer.from([0, values.length])];
-  for (const v of values) parts.push(v === null ? int32(-1) : Buffer.concat([int32(Buffer.byteLength(v)), Buffer.from(v)]));
-  return message('D', Buffer.concat(parts));
-};
-const answer = (names, values, tag) =>
-  Buffer.concat([
-    message('T', Buffer.concat([Buffer.from([0, names.length]), ...names.map((n) => field(n, 25))])),
-    rowOf(values),
-    message('C', cstr(tag)),
-    message('Z', Buffer.from('I')),
-  ]);
-
+const answer = (names, values) =>
+  Buffer.concat([M.rowDescription(names.map((name) => ({ name }))), M.dataRow(values), M.commandComplete('SELECT 1'), M.readyForQuery('I')]);
 const hello = Buffer.concat([
-  message('R', int32(0)),
-  ...[
-    ['server_version', '15.0'],
-    ['client_encoding', 'UTF8'],
-    ['standard_conforming_strings', 'on'],
-    ['integer_datetimes', 'on'],
-  ].map(([k, v]) => message('S', Buffer.concat([cstr(k), cstr(v)]))),
-  message('K', Buffer.concat([int32(1), int32(2)])),
-  message('Z', Buffer.from('I')),
+  M.authenticationOk,
+  M.parameterStatus('server_version', '15.0'),
+  M.parameterStatus('client_encoding', 'UTF8'),
+  M.parameterStatus('standard_conforming_strings', 'on'),
+  M.parameterStatus('integer_datetimes', 'on'),
+  M.backendKeyData(1, 2),
+  M.readyForQuery('I'),
 ]);
 // pgbench asks at start whether pgbench_accounts is partitioned (3 columns) and the scale (count(*) of
 // pgbench_branches); every other query of -S is `SELECT abalance … WHERE aid = …` (one row, one column).
-const partitions = answer(['n', 'partstrat', 'count'], ['1', null, '0'], 'SELECT 1');
-const one = answer(['abalance'], ['1'], 'SELECT 1');
-const refused = Buffer.concat([
-  message('E', Buffer.concat([cstr('SERROR'), cstr('C0A000'), cstr('Mcanned.mjs answers simple queries only'), Buffer.from([0])])),
-  message('Z', Buffer.from('I')),
-]);
+const partitions = answer(['n', 'partstrat', 'count'], ['1', null, '0']);
+const one = answer(['abalance'], ['1']);
+const refused = Buffer.concat([M.errorResponse({ severity: 'ERROR', code: '0A000', message: 'canned.mjs answers simple queries only' }), M.readyForQuery('I')]);
 
 const server = net.createServer({ noDelay: true }, (socket) => {
   socket.on('error', () => socket.destroy());
